@@ -1,0 +1,52 @@
+"""Analytical model of a sparse spiking-neural-network accelerator (numpy only, no torch).
+
+Describe hardware in YAML (:func:`load_accelerator`), map weights to PEs (:func:`pe_index`,
+:func:`partition`), and score pruned masks (:func:`evaluate`): Eq. 2 utilization, latency,
+energy (Eq. 3 and memories) and area. ``python -m accelerator.evaluate`` is the CLI.
+"""
+
+from accelerator.config import (
+    AcceleratorConfig,
+    Dataflow,
+    accelerator_fields,
+    load_accelerator,
+    parse_accelerator,
+)
+from accelerator.cost import (
+    LayerReport,
+    MaskSummary,
+    ProfileMismatch,
+    Report,
+    evaluate,
+    summarize,
+)
+from accelerator.files import ConfigError, read_yaml
+from accelerator.mapping import MappingError, Partition, partition, pe_index
+from accelerator.profile import LayerProfile, Profile, load_profile, parse_profile
+from accelerator.workload import MaskError, group_utilization
+
+__all__ = [
+    "AcceleratorConfig",
+    "ConfigError",
+    "Dataflow",
+    "LayerProfile",
+    "LayerReport",
+    "MappingError",
+    "MaskError",
+    "MaskSummary",
+    "Partition",
+    "Profile",
+    "ProfileMismatch",
+    "Report",
+    "accelerator_fields",
+    "evaluate",
+    "group_utilization",
+    "load_accelerator",
+    "load_profile",
+    "parse_accelerator",
+    "parse_profile",
+    "partition",
+    "pe_index",
+    "read_yaml",
+    "summarize",
+]
