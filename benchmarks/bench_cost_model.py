@@ -23,10 +23,10 @@ from common import (
 
 single_thread()
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from accelerator import AcceleratorConfig, MaskSummary, evaluate, summarize  # noqa: E402
+from accelerator import AcceleratorConfig, MaskSummary, evaluate, summarize
 
 
 def per_filter_loop(masks: dict[str, torch.Tensor], n_pe: int, flow: str) -> float:

@@ -1,0 +1,130 @@
+"""A design point: one accelerator x mapping x pruning schedule x network/training setting.
+
+Built from a search space plus parameter assignments (dotted paths), fully validated, and
+serializable to a plain dict that is stored with every trial so the trial can be re-run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from accelerator import AcceleratorConfig, ConfigError
+from snn.models import ModelConfig
+from snn.ticket import TicketConfig
+from snn.train import TrainConfig
+
+if TYPE_CHECKING:
+    from dse.space import DataSpec, LoadedSpace
+
+SECTIONS = ("accelerator", "data", "model", "train", "pruning", "seed")
+
+
+@dataclass(frozen=True)
+class DesignPoint:
+    """Everything one trial needs: hardware, data, network, training, pruning and the seed."""
+
+    accelerator: AcceleratorConfig
+    data: DataSpec
+    model: ModelConfig
+    train: TrainConfig
+    pruning: TicketConfig
+    seed: int
+
+    @classmethod
+    def build(cls, loaded: LoadedSpace, assignments: dict[str, Any]) -> DesignPoint:
+        """Apply ``{"accelerator.pe_array.rows": 8, "pruning.balance": "uticket", ...}`` to the
+        space's base settings; raises :class:`ConfigError` naming the bad key."""
+
+        space = loaded.space
+        sections: dict[str, Any] = {
+            "accelerator": loaded.base_accelerator().model_dump(mode="json"),
+            "data": space.data.model_dump(mode="json"),
+            "model": space.model.model_dump(mode="json"),
+            "train": space.train.model_dump(mode="json"),
+            "pruning": space.pruning.model_dump(mode="json"),
+            "seed": space.seed,
+        }
+        for key, value in assignments.items():
+            head, _, rest = key.partition(".")
+            if head not in SECTIONS or (head == "seed") != (rest == ""):
+                raise ConfigError(
+                    "<params>", key, f"addresses nothing; paths start with one of {SECTIONS}"
+                )
+            if head == "seed":
+                sections["seed"] = value
+                continue
+            node = sections[head]
+            parts = rest.split(".")
+            for part in parts[:-1]:
+                if not isinstance(node.get(part), dict):
+                    raise ConfigError("<params>", key, "addresses no field of the design point")
+                node = node[part]
+            if parts[-1] not in node:
+                raise ConfigError("<params>", key, "addresses no field of the design point")
+            node[parts[-1]] = value
+        return cls.from_dict(sections)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DesignPoint:
+        """Rebuild from :meth:`to_dict` (e.g. a stored trial); errors name the field."""
+        from dse.space import DataSpec
+
+        seed = int(data.get("seed", 0))
+        pruning = {**data.get("pruning", {}), "seed": seed}
+        try:
+            return cls(
+                accelerator=AcceleratorConfig.model_validate(data.get("accelerator", {})),
+                data=DataSpec.model_validate(data.get("data", {})),
+                model=ModelConfig.model_validate(data.get("model", {})),
+                train=TrainConfig.model_validate(data.get("train", {})),
+                pruning=TicketConfig.model_validate(pruning),
+                seed=seed,
+            )
+        except ValidationError as exc:
+            title = exc.title.lower()
+            section = {
+                "acceleratorconfig": "accelerator",
+                "dataspec": "data",
+                "modelconfig": "model",
+                "trainconfig": "train",
+                "ticketconfig": "pruning",
+            }.get(title, title)
+            err = exc.errors(include_url=False)[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            raise ConfigError("<design point>", f"{section}.{loc}", err["msg"]) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict; ``DesignPoint.from_dict(p.to_dict()) == p``."""
+        pruning = self.pruning.model_dump(mode="json")
+        pruning.pop("seed", None)
+        return {
+            "accelerator": self.accelerator.model_dump(mode="json"),
+            "data": self.data.model_dump(mode="json"),
+            "model": self.model.model_dump(mode="json"),
+            "train": self.train.model_dump(mode="json"),
+            "pruning": pruning,
+            "seed": self.seed,
+        }
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted-path view of :meth:`to_dict` (what dashboards and CSV files show)."""
+        out: dict[str, Any] = {}
+
+        def walk(prefix: str, node: Any) -> None:
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    walk(f"{prefix}.{k}" if prefix else k, v)
+            else:
+                out[prefix] = node
+
+        walk("", self.to_dict())
+        return out
+
+    def digest(self) -> str:
+        """Stable hash of the whole point."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,232 @@
+"""One design point end to end: train -> prune rounds (LTH or u-Ticket) -> score on hardware.
+
+``snn`` finds the ticket (it never sees the accelerator); this module hands it the PE map of the
+design point's accelerator as plain ``pe_index`` arrays, then scores every round's masks with
+``accelerator.evaluate`` using the spike profile recorded while evaluating that round.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from accelerator import Report, evaluate, pe_index
+from dse.cache import TicketCache, dense_key, ticket_key
+from dse.design import DesignPoint
+from snn.data import Splits, load_dataset
+from snn.models import build_model
+from snn.ticket import DenseRun, RoundInfo, find_ticket, train_dense
+
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: stage is "dense" or "rounds"."""
+
+
+@dataclass
+class RoundScore:
+    """Accuracy and hardware figures of one round's ticket (round 0 = dense)."""
+
+    round: int
+    sparsity: float
+    accuracy: float
+    val_accuracy: float
+    utilization: float
+    cycles: float
+    latency: float
+    energy: float
+    train_seconds: float
+    balance_seconds: float
+
+
+@dataclass
+class TrialResult:
+    """Everything a trial measured; ``to_dict()`` is JSON-ready and re-runnable."""
+
+    point: DesignPoint
+    rounds: list[RoundScore]
+    report: Report
+    metrics: dict[str, float]
+    timings: dict[str, float] = field(default_factory=dict)
+    cache: dict[str, str] = field(default_factory=dict)
+    masks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    profile: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "design_point": self.point.to_dict(),
+            "metrics": self.metrics,
+            "rounds": [asdict(r) for r in self.rounds],
+            "hardware": self.report.to_dict(),
+            "timings": self.timings,
+            "cache": self.cache,
+        }
+
+
+@lru_cache(maxsize=8)
+def _splits(data_json: str, seed: int) -> Splits:
+    spec = json.loads(data_json)
+    return load_dataset(
+        spec["name"],
+        seed=seed,
+        root=spec["root"],
+        val_fraction=spec["val_fraction"],
+        test_fraction=spec["test_fraction"],
+        cutout=spec["cutout"],
+    )
+
+
+def load_splits(point: DesignPoint) -> Splits:
+    """The design point's dataset splits (kept per process: trials share them)."""
+    return _splits(json.dumps(point.data.model_dump(mode="json"), sort_keys=True), point.seed)
+
+
+def weight_shapes(point: DesignPoint, splits: Splits) -> dict[str, tuple[int, ...]]:
+    """Shapes of the prunable weights, in network order."""
+    model = build_model(point.model, splits.in_shape, splits.n_classes)
+    return {n: tuple(m.weight.shape) for n, m in model.prunable().items()}
+
+
+def metrics_of(report: Report, accuracy: float, val_accuracy: float) -> dict[str, float]:
+    """The metrics objectives and constraints can name (see ``dse.space.METRICS``)."""
+    energy_uj = report.energy_pj["total"] * 1e-6
+    return {
+        "accuracy": accuracy,
+        "val_accuracy": val_accuracy,
+        "latency": report.seconds,
+        "energy": energy_uj,
+        "area": report.area_mm2,
+        "utilization": report.utilization,
+        "sparsity": report.sparsity,
+        "edp": energy_uj * report.seconds,
+    }
+
+
+def _round_dict(info: RoundInfo) -> dict[str, Any]:
+    return {
+        "round": info.round,
+        "masks": info.masks,
+        "sparsity": info.sparsity,
+        "accuracy": info.accuracy,
+        "val_accuracy": info.val_accuracy,
+        "profile": info.profile,
+        "train_seconds": info.train_seconds,
+        "balance_seconds": info.balance_seconds,
+        "eval_seconds": info.eval_seconds,
+    }
+
+
+def run_trial(
+    point: DesignPoint,
+    *,
+    cache: TicketCache | None = None,
+    progress: Progress | None = None,
+) -> TrialResult:
+    """Train, prune and score ``point``; reuse cached dense runs and tickets when possible."""
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    splits = load_splits(point)
+    shapes = weight_shapes(point, splits)
+    pe = {name: pe_index(shape, point.accelerator) for name, shape in shapes.items()}
+    n_pe = point.accelerator.n_pe
+    timings["setup_seconds"] = time.perf_counter() - t0
+    status = {"dense": "off", "ticket": "off"}
+    rounds_wanted = point.pruning.rounds
+
+    t0 = time.perf_counter()
+    rounds: list[dict[str, Any]] | None = None
+    t_key = ticket_key(point, pe, n_pe)
+    if cache is not None:
+        rounds = cache.get_rounds(t_key, rounds_wanted)
+        status["ticket"] = "hit" if rounds is not None else "miss"
+    timings["cache_seconds"] = time.perf_counter() - t0
+
+    train_s = balance_s = eval_s = 0.0
+    if rounds is None:
+        d_key = dense_key(point)
+        dense: DenseRun | None = None
+        if cache is not None:
+            dense = cache.get_dense(d_key)
+            status["dense"] = "hit" if dense is not None else "miss"
+        if dense is None:
+            if progress is not None:
+                progress("dense", 0, rounds_wanted + 1)
+            dense = train_dense(
+                point.model,
+                splits,
+                point.train,
+                seed=point.seed,
+                rewind_epoch=point.pruning.rewind_epoch,
+            )
+            if cache is not None:
+                cache.put_dense(d_key, dense)
+            train_s += dense.train_seconds
+            eval_s += dense.eval_seconds
+        collected: list[dict[str, Any]] = []
+
+        def on_round(info: RoundInfo) -> None:
+            collected.append(_round_dict(info))
+            if progress is not None:
+                progress("rounds", info.round + 1, rounds_wanted + 1)
+
+        find_ticket(
+            point.model,
+            splits,
+            point.train,
+            point.pruning,
+            pe_index=pe,
+            n_pe=n_pe,
+            dense=dense,
+            on_round=on_round,
+        )
+        for r in collected[1:]:
+            train_s += r["train_seconds"]
+            balance_s += r["balance_seconds"]
+            eval_s += r["eval_seconds"]
+        rounds = collected
+        if cache is not None:
+            t0 = time.perf_counter()
+            cache.put_rounds(t_key, rounds)
+            timings["cache_seconds"] += time.perf_counter() - t0
+    elif progress is not None:
+        progress("rounds", rounds_wanted + 1, rounds_wanted + 1)
+
+    t0 = time.perf_counter()
+    scores: list[RoundScore] = []
+    report: Report | None = None
+    for r in rounds:
+        report = evaluate(point.accelerator, r["masks"], r["profile"])
+        scores.append(
+            RoundScore(
+                round=int(r["round"]),
+                sparsity=float(r["sparsity"]),
+                accuracy=float(r["accuracy"]),
+                val_accuracy=float(r["val_accuracy"]),
+                utilization=report.utilization,
+                cycles=report.cycles,
+                latency=report.seconds,
+                energy=report.energy_pj["total"] * 1e-6,
+                train_seconds=float(r["train_seconds"]),
+                balance_seconds=float(r["balance_seconds"]),
+            )
+        )
+    assert report is not None
+    timings["score_seconds"] = time.perf_counter() - t0
+    timings["train_seconds"] = train_s
+    timings["balance_seconds"] = balance_s
+    timings["eval_seconds"] = eval_s
+    timings["total_seconds"] = time.perf_counter() - t_start
+    final = rounds[-1]
+    metrics = metrics_of(report, float(final["accuracy"]), float(final["val_accuracy"]))
+    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+    if bad:
+        raise FloatingPointError(f"non-finite metrics {bad} for this design point")
+    return TrialResult(
+        point, scores, report, metrics, timings, status, final["masks"], final["profile"]
+    )
