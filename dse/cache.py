@@ -19,11 +19,14 @@ file is detected, deleted and rebuilt, never loaded. Payloads are loaded with
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,8 @@ from snn.ticket import DenseRun
 
 MAGIC = b"DSECACHE1\n"
 FORMAT = 1
+EXECUTION_ONLY = ("num_threads", "device")
+"""Training settings that change where a ticket is computed, not what it is."""
 
 
 class CacheCorrupt(RuntimeError):
@@ -49,13 +54,14 @@ def _digest(obj: Any) -> str:
 def dense_key(point: DesignPoint) -> str:
     """What the dense round depends on: model, data, training, seed and rewind point."""
     d = point.to_dict()
+    train = {k: v for k, v in d["train"].items() if k not in EXECUTION_ONLY}
     return _digest(
         {
             "kind": "dense",
             "format": FORMAT,
             "model": d["model"],
             "data": d["data"],
-            "train": d["train"],
+            "train": train,
             "seed": d["seed"],
             "rewind_epoch": point.pruning.rewind_epoch,
         }
@@ -95,6 +101,19 @@ class TicketCache:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.corrupt_detected = 0
+
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Hold an exclusive lock on ``key`` while computing it, so that a concurrent worker
+        that needs the same entry waits and then reads it instead of training it twice."""
+        path = self.root / key[:2] / f".{key}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+b") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.pt"

@@ -22,6 +22,7 @@ from dse.cache import TicketCache
 from dse.design import DesignPoint
 from dse.space import DEFAULT_SPACE, load_space
 from dse.trial import TrialResult, run_trial
+from snn.train import DivergedError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -97,9 +98,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             bar.set_description(stage)
             bar.update(done - bar.n)
 
-    result = run_trial(point, cache=cache, progress=progress if bar is not None else None)
-    if bar is not None:
-        bar.close()
+    try:
+        result = run_trial(point, cache=cache, progress=progress if bar is not None else None)
+    except (DivergedError, FloatingPointError) as exc:
+        print(f"error: {exc} (try a smaller train.lr)", file=sys.stderr)
+        return 1
+    finally:
+        if bar is not None:
+            bar.close()
     if args.save_masks:
         out = Path(args.save_masks)
         out.parent.mkdir(parents=True, exist_ok=True)

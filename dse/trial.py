@@ -11,6 +11,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -121,6 +122,63 @@ def _round_dict(info: RoundInfo) -> dict[str, Any]:
     }
 
 
+def _dense_round(
+    point: DesignPoint, splits: Splits, cache: TicketCache | None, progress: Progress | None
+) -> tuple[DenseRun, str]:
+    """The dense round and its rewind point, from the cache when another trial trained it."""
+    if cache is None:
+        status = "off"
+    else:
+        key = dense_key(point)
+        with cache.lock(key):
+            dense = cache.get_dense(key)
+            if dense is not None:
+                return dense, "hit"
+            dense = _train_dense(point, splits, progress)
+            cache.put_dense(key, dense)
+            return dense, "miss"
+    return _train_dense(point, splits, progress), status
+
+
+def _train_dense(point: DesignPoint, splits: Splits, progress: Progress | None) -> DenseRun:
+    if progress is not None:
+        progress("dense", 0, point.pruning.rounds + 1)
+    return train_dense(
+        point.model, splits, point.train, seed=point.seed, rewind_epoch=point.pruning.rewind_epoch
+    )
+
+
+def _ticket_rounds(
+    point: DesignPoint,
+    splits: Splits,
+    dense: DenseRun,
+    pe: dict[str, np.ndarray],
+    n_pe: int,
+    progress: Progress | None,
+) -> list[dict[str, Any]]:
+    """Prune rounds from the dense run; every round's masks, accuracy and spike profile."""
+    collected: list[dict[str, Any]] = []
+
+    def on_round(info: RoundInfo) -> None:
+        collected.append(_round_dict(info))
+        if progress is not None:
+            progress("rounds", info.round + 1, point.pruning.rounds + 1)
+
+    find_ticket(
+        point.model,
+        splits,
+        point.train,
+        point.pruning,
+        pe_index=pe,
+        n_pe=n_pe,
+        dense=dense,
+        on_round=on_round,
+    )
+    collected[0]["train_seconds"] = 0.0  # the dense round's training is counted by its owner
+    collected[0]["eval_seconds"] = 0.0
+    return collected
+
+
 def run_trial(
     point: DesignPoint,
     *,
@@ -139,63 +197,32 @@ def run_trial(
     status = {"dense": "off", "ticket": "off"}
     rounds_wanted = point.pruning.rounds
 
-    t0 = time.perf_counter()
-    rounds: list[dict[str, Any]] | None = None
     t_key = ticket_key(point, pe, n_pe)
-    if cache is not None:
-        rounds = cache.get_rounds(t_key, rounds_wanted)
-        status["ticket"] = "hit" if rounds is not None else "miss"
-    timings["cache_seconds"] = time.perf_counter() - t0
-
-    train_s = balance_s = eval_s = 0.0
-    if rounds is None:
-        d_key = dense_key(point)
-        dense: DenseRun | None = None
+    with cache.lock(t_key) if cache is not None else nullcontext():
+        t0 = time.perf_counter()
+        rounds: list[dict[str, Any]] | None = None
         if cache is not None:
-            dense = cache.get_dense(d_key)
-            status["dense"] = "hit" if dense is not None else "miss"
-        if dense is None:
-            if progress is not None:
-                progress("dense", 0, rounds_wanted + 1)
-            dense = train_dense(
-                point.model,
-                splits,
-                point.train,
-                seed=point.seed,
-                rewind_epoch=point.pruning.rewind_epoch,
-            )
+            rounds = cache.get_rounds(t_key, rounds_wanted)
+            status["ticket"] = "hit" if rounds is not None else "miss"
+        timings["cache_seconds"] = time.perf_counter() - t0
+        if rounds is None:
+            dense, status["dense"] = _dense_round(point, splits, cache, progress)
+            rounds = _ticket_rounds(point, splits, dense, pe, n_pe, progress)
             if cache is not None:
-                cache.put_dense(d_key, dense)
-            train_s += dense.train_seconds
-            eval_s += dense.eval_seconds
-        collected: list[dict[str, Any]] = []
-
-        def on_round(info: RoundInfo) -> None:
-            collected.append(_round_dict(info))
+                t0 = time.perf_counter()
+                cache.put_rounds(t_key, rounds)
+                timings["cache_seconds"] += time.perf_counter() - t0
+            if status["dense"] != "hit":
+                rounds[0]["train_seconds"] = dense.train_seconds
+        else:
+            rounds[0]["train_seconds"] = 0.0  # nothing was trained by this trial
+            for r in rounds:
+                r["train_seconds"] = r["balance_seconds"] = r["eval_seconds"] = 0.0
             if progress is not None:
-                progress("rounds", info.round + 1, rounds_wanted + 1)
-
-        find_ticket(
-            point.model,
-            splits,
-            point.train,
-            point.pruning,
-            pe_index=pe,
-            n_pe=n_pe,
-            dense=dense,
-            on_round=on_round,
-        )
-        for r in collected[1:]:
-            train_s += r["train_seconds"]
-            balance_s += r["balance_seconds"]
-            eval_s += r["eval_seconds"]
-        rounds = collected
-        if cache is not None:
-            t0 = time.perf_counter()
-            cache.put_rounds(t_key, rounds)
-            timings["cache_seconds"] += time.perf_counter() - t0
-    elif progress is not None:
-        progress("rounds", rounds_wanted + 1, rounds_wanted + 1)
+                progress("rounds", rounds_wanted + 1, rounds_wanted + 1)
+    train_s = sum(float(r["train_seconds"]) for r in rounds)
+    balance_s = sum(float(r["balance_seconds"]) for r in rounds)
+    eval_s = sum(float(r["eval_seconds"]) for r in rounds)
 
     t0 = time.perf_counter()
     scores: list[RoundScore] = []

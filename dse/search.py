@@ -1,0 +1,414 @@
+"""``python -m dse.search``: an Optuna multi-objective study over PE array x dataflow x pruning
+schedule, run by Ray workers, with the Pareto front written to the run directory.
+
+The driver owns the budget: it starts a trial on a worker only while ``complete + in flight <
+n_trials`` (counting COMPLETE trials in the storage), so the budget is exact however many
+workers run. Failed trials do not count; a trial whose worker died (Ray reports the actor dead,
+or its heartbeat goes stale) is marked FAIL and re-queued with the same parameters. Re-running
+the same command resumes: complete trials are kept and counted, trials left RUNNING by a killed
+driver are failed and re-queued.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import optuna
+from optuna.trial import TrialState
+
+from accelerator import ConfigError
+from dse.space import DEFAULT_SPACE, ROOT, LoadedSpace, load_space
+from dse.storage import StorageError, count_states, dashboard_target, open_storage, storage_spec
+from dse.worker import HEARTBEAT_SECONDS, Worker, make_sampler
+
+STALE_SECONDS = 20 * HEARTBEAT_SECONDS
+
+
+class SearchError(RuntimeError):
+    """A problem with the run itself (not a trial): the message is printed, exit status 2."""
+
+
+@dataclass
+class SearchOptions:
+    """Everything ``dse.search`` was asked to do (the command line, as data)."""
+
+    space: Path
+    overrides: list[str]
+    n_trials: int | None
+    workers: int | None
+    storage: str | None
+    study: str | None
+    out: Path | None
+    address: str | None
+    seed: int | None
+    cpus_per_trial: float
+    gpus_per_trial: float
+    cache: Path | None
+    timeout: float | None
+    progress: bool
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(self.prog, "arguments", message)
+
+
+def parse_args(argv: Sequence[str] | None) -> SearchOptions:
+    p = _Parser(prog="python -m dse.search", description=__doc__.splitlines()[0] if __doc__ else "")
+    p.add_argument("--space", type=Path, default=DEFAULT_SPACE, help="search-space YAML")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field of the space, e.g. train.epochs=2")  # fmt: skip
+    p.add_argument("--n-trials", type=int, help="complete trials to reach (default: the space's)")
+    p.add_argument("--workers", type=int, help="parallel trials (default: CPUs / cpus-per-trial)")
+    p.add_argument("--storage", help="Optuna storage URL (default: journal file in --out)")
+    p.add_argument("--study", help="study name (default: the space's)")
+    p.add_argument("--out", type=Path, help="run directory (default: runs/<study>)")
+    p.add_argument("--address", help="Ray cluster to join: 'auto' or host:port (default: local)")
+    p.add_argument("--seed", type=int, help="seed of the space (default: the space's)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (threads)")
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial")
+    p.add_argument("--cache", type=Path, help="ticket cache dir (default: <out>/cache); "
+                   "on a cluster a directory every node shares")  # fmt: skip
+    p.add_argument("--timeout", type=float, help="seconds before no new trial starts")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no bar")
+    a = p.parse_args(argv)
+    if a.n_trials is not None and a.n_trials < 1:
+        raise ConfigError("--n-trials", "n_trials", f"must be >= 1, got {a.n_trials}")
+    if a.workers is not None and a.workers < 1:
+        raise ConfigError("--workers", "workers", f"must be >= 1, got {a.workers}")
+    if a.cpus_per_trial <= 0 or a.gpus_per_trial < 0:
+        raise ConfigError("--cpus-per-trial", "resources", "CPUs must be > 0 and GPUs >= 0")
+    return SearchOptions(
+        a.space, a.overrides, a.n_trials, a.workers, a.storage, a.study, a.out, a.address,
+        a.seed, a.cpus_per_trial, a.gpus_per_trial, a.cache, a.timeout, a.progress,
+    )  # fmt: skip
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """One driver per run directory (a second one would double-count the budget)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(run_dir / ".lock", "a+b")
+    except OSError as exc:
+        raise SearchError(f"cannot use run directory {run_dir}: {exc.strerror}") from None
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SearchError(f"another dse.search is running on {run_dir}") from None
+        yield
+    finally:
+        handle.close()
+
+
+def check_address(address: str) -> None:
+    """Fail fast (seconds, not minutes) when a Ray head at host:port cannot be reached."""
+    if address == "auto" or address.startswith("local"):
+        return
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise SearchError(f"Ray address {address!r} is not 'auto' or host:port")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except OSError as exc:
+        raise SearchError(f"cannot reach Ray at {address}: {exc.strerror or exc}") from None
+
+
+def _ray_temp_dir(run_dir: Path) -> Path:
+    """Ray's session directory: inside the run directory unless the path would be too long
+    for Ray's unix sockets (about 107 bytes), then a short one in the system temp dir."""
+    inside = (run_dir / "ray").resolve()
+    if len(str(inside)) <= 40:
+        return inside
+    digest = hashlib.sha1(str(inside).encode()).hexdigest()[:8]
+    return Path(tempfile.gettempdir()) / f"dse-ray-{digest}"
+
+
+@contextmanager
+def ray_session(opts: SearchOptions, run_dir: Path, workers: int) -> Iterator[None]:
+    """Join ``--address`` or start a private local Ray sized for the workers."""
+    import ray
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    kwargs: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False}
+    local_temp: Path | None = None
+    if opts.address:
+        check_address(opts.address)
+        kwargs["address"] = opts.address
+        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": str(ROOT)}}
+    else:
+        local_temp = _ray_temp_dir(run_dir)
+        kwargs.update(
+            num_cpus=max(int(workers * opts.cpus_per_trial + 0.999), 1),
+            num_gpus=max(int(workers * opts.gpus_per_trial + 0.999), 0),
+            include_dashboard=False,
+            _temp_dir=str(local_temp),
+        )
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # private, loopback-only cluster
+    try:
+        ray.init(**kwargs)
+    except (ConnectionError, RuntimeError) as exc:
+        where = opts.address or "a local Ray"
+        raise SearchError(f"cannot start or join {where}: {exc}") from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        if local_temp is not None and local_temp.name.startswith("dse-ray-"):
+            shutil.rmtree(local_temp, ignore_errors=True)
+
+
+def fail_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> None:
+    """Mark a RUNNING trial FAIL with a reason and queue a retry with the same parameters."""
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    except RuntimeError:  # it finished meanwhile
+        return
+    retry_of = trial.user_attrs.get("retry_of", trial.number)
+    attempts = int(trial.user_attrs.get("attempt", 1))
+    if attempts < 3:
+        study.enqueue_trial(
+            dict(trial.params),
+            user_attrs={"retry_of": retry_of, "attempt": attempts + 1},
+            skip_if_exists=False,
+        )
+
+
+def recover_orphans(study: optuna.Study, stale_after: float | None, workers: set[str]) -> int:
+    """Fail + re-queue RUNNING trials whose worker is gone (not in ``workers``) or whose
+    heartbeat is older than ``stale_after`` seconds (None: every RUNNING trial is an orphan,
+    as when a new driver starts)."""
+    now = time.time()
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker")
+        beat = float(
+            t.user_attrs.get("heartbeat", t.datetime_start.timestamp() if t.datetime_start else now)
+        )
+        if stale_after is None:
+            reason = "left RUNNING by a previous driver (killed or crashed); retried"
+        elif worker is not None and worker not in workers:
+            reason = f"worker {worker} died during the trial; retried"
+        elif now - beat > stale_after:
+            reason = f"no heartbeat for {now - beat:.0f} s (worker lost); retried"
+        else:
+            continue
+        fail_trial(study, t, reason)
+        n += 1
+    return n
+
+
+def front_size(study: optuna.Study) -> int:
+    try:
+        return len([t for t in study.best_trials if max(t.user_attrs.get("constraint", [0])) <= 0])
+    except (ValueError, RuntimeError):
+        return 0
+
+
+class Progress:
+    """A terminal bar: complete / failed / running trials, front size, ETA."""
+
+    def __init__(self, total: int, initial: int, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit="trial", file=sys.stderr,
+                            dynamic_ncols=True, desc="trials")  # fmt: skip
+
+    def update(self, study: optuna.Study) -> dict[str, int]:
+        states = count_states(study)
+        if self.bar is not None:
+            self.bar.n = states.get("COMPLETE", 0)
+            self.bar.set_postfix(
+                failed=states.get("FAIL", 0),
+                running=states.get("RUNNING", 0),
+                front=front_size(study),
+                refresh=False,
+            )
+            self.bar.refresh()
+        return states
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def create_study(loaded: LoadedSpace, storage: str, name: str, seed: int) -> optuna.Study:
+    """Create or resume the study; refuses to resume one with other objectives."""
+    space = loaded.space
+    directions = [o.direction for o in space.objectives]
+    study = optuna.create_study(
+        study_name=name,
+        storage=open_storage(storage),
+        directions=directions,
+        sampler=make_sampler(space, seed),
+        load_if_exists=True,
+    )
+    objectives = [o.model_dump() for o in space.objectives]
+    stored = study.user_attrs.get("objectives")
+    if stored is not None and stored != objectives:
+        raise SearchError(
+            f"study {name!r} in this storage has objectives {stored}; the space asks for "
+            f"{objectives}: use another --study or --out"
+        )
+    if [d.name.lower() for d in study.directions] != directions:
+        raise SearchError(f"study {name!r} exists with directions {study.directions}")
+    study.set_user_attr("objectives", objectives)
+    study.set_user_attr("constraints", [c.model_dump() for c in space.constraints])
+    study.set_user_attr("space", str(loaded.path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([o.metric for o in space.objectives])
+    return study
+
+
+def run_search(opts: SearchOptions) -> dict[str, Any]:
+    """Run (or resume) the study; returns a summary dict. Raises ConfigError/SearchError/
+    StorageError on bad input."""
+    overrides = list(opts.overrides)
+    if opts.seed is not None:
+        overrides.append(f"seed={opts.seed}")
+    loaded = load_space(opts.space, overrides)
+    space = loaded.space
+    if not space.params:
+        raise ConfigError(opts.space, "params", "is empty: name at least one parameter to sweep")
+    name = opts.study or space.study
+    run_dir = (opts.out or Path("runs") / name).resolve()
+    n_trials = opts.n_trials or space.n_trials
+    workers = opts.workers or max(1, int((os.cpu_count() or 1) // opts.cpus_per_trial))
+    timeout = opts.timeout or space.timeout
+    cache_dir = (opts.cache or run_dir / "cache").resolve()
+    with run_lock(run_dir):
+        spec = storage_spec(opts.storage, run_dir)
+        study = create_study(loaded, spec, name, space.seed)
+        orphans = recover_orphans(study, None, set())
+        t_start = time.time()
+        with ray_session(opts, run_dir, workers):
+            _drive(study, loaded, opts, spec, name, cache_dir, n_trials, workers, timeout)
+        from dse.export import summary_table, write_results
+
+        files = write_results(study, run_dir)
+        states = count_states(study)
+        return {
+            "run_dir": run_dir,
+            "storage": dashboard_target(spec),
+            "study": name,
+            "states": states,
+            "orphans_recovered": orphans,
+            "wall_seconds": time.time() - t_start,
+            "files": files,
+            "table": summary_table(study),
+        }
+
+
+def _drive(
+    study: optuna.Study,
+    loaded: LoadedSpace,
+    opts: SearchOptions,
+    spec: str,
+    name: str,
+    cache_dir: Path,
+    n_trials: int,
+    workers: int,
+    timeout: float | None,
+) -> None:
+    """Keep ``workers`` trials in flight until the budget of complete trials (or the timeout)."""
+    import ray
+
+    remote = ray.remote(Worker).options(
+        num_cpus=opts.cpus_per_trial, num_gpus=opts.gpus_per_trial, max_restarts=0
+    )
+    threads = max(1, int(opts.cpus_per_trial))
+    seed = loaded.space.seed
+
+    def start(index: int) -> tuple[Any, str]:
+        wid = f"w{index}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+        actor = remote.remote(spec, name, str(loaded.path), list(opts.overrides), str(cache_dir),
+                              threads, seed + 1 + index, wid)  # fmt: skip
+        return actor, wid
+
+    pool = [start(i) for i in range(workers)]
+    idle = list(range(workers))
+    inflight: dict[Any, int] = {}
+    deadline = None if timeout is None else time.time() + timeout
+    states = count_states(study)
+    complete, failed_before = states.get("COMPLETE", 0), states.get("FAIL", 0)
+    max_failures = max(10, n_trials)
+    bar = Progress(n_trials, complete, opts.progress)
+    last_check = 0.0
+    try:
+        while True:
+            states = count_states(study)
+            complete = states.get("COMPLETE", 0)
+            out_of_time = deadline is not None and time.time() > deadline
+            if states.get("FAIL", 0) - failed_before >= max_failures:
+                out_of_time = True  # something fails every trial: stop starting new ones
+            while idle and not out_of_time and complete + len(inflight) < n_trials:
+                i = idle.pop()
+                inflight[pool[i][0].run_one.remote()] = i
+            if not inflight:
+                break
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
+            for ref in ready:
+                i = inflight.pop(ref)
+                try:
+                    ray.get(ref)
+                except ray.exceptions.RayActorError:
+                    dead = pool[i][1]
+                    recover_orphans(study, STALE_SECONDS, {w for _, w in pool if w != dead})
+                    pool[i] = start(i)
+                idle.append(i)
+            if time.time() - last_check > HEARTBEAT_SECONDS:
+                recover_orphans(study, STALE_SECONDS, {w for _, w in pool})
+                last_check = time.time()
+            bar.update(study)
+    finally:
+        bar.update(study)
+        bar.close()
+        for actor, _ in pool:
+            ray.kill(actor)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        opts = parse_args(argv)
+        summary = run_search(opts)
+    except (ConfigError, SearchError, StorageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: completed trials are stored; re-run the same command to resume",
+              file=sys.stderr)  # fmt: skip
+        return 130
+    print(summary["table"])
+    states = summary["states"]
+    print(
+        f"\n{states.get('COMPLETE', 0)} complete, {states.get('FAIL', 0)} failed trials in "
+        f"{summary['wall_seconds']:.0f} s; results in {summary['run_dir']}\n"
+        f"inspect: optuna-dashboard --host 127.0.0.1 {summary['storage']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

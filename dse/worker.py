@@ -1,0 +1,213 @@
+"""A search worker: a Ray actor that runs one Optuna trial at a time (ask -> train, prune,
+score -> tell) against the shared storage.
+
+The driver (``dse.search``) decides how many trials may start, so the global budget is exact;
+the worker only asks, runs and tells. While a trial runs, a thread stamps a ``heartbeat`` user
+attribute on it so that the driver can fail (and retry) trials whose worker has vanished, with
+any storage (Optuna's own heartbeat exists only for RDB storages).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from dse.cache import TicketCache
+from dse.design import DesignPoint
+from dse.space import CategoricalParam, FloatParam, IntParam, LoadedSpace, Space, load_space
+from dse.storage import open_storage
+from dse.trial import TrialResult, run_trial
+
+HEARTBEAT_SECONDS = 5.0
+
+
+def distributions(space: Space) -> dict[str, optuna.distributions.BaseDistribution]:
+    """Optuna distributions of the space's parameters."""
+    out: dict[str, optuna.distributions.BaseDistribution] = {}
+    for name, spec in space.params.items():
+        if isinstance(spec, IntParam):
+            out[name] = optuna.distributions.IntDistribution(
+                spec.low, spec.high, step=spec.step, log=spec.log
+            )
+        elif isinstance(spec, FloatParam):
+            out[name] = optuna.distributions.FloatDistribution(
+                spec.low, spec.high, step=spec.step, log=spec.log
+            )
+        else:
+            assert isinstance(spec, CategoricalParam)
+            out[name] = optuna.distributions.CategoricalDistribution(spec.choices)
+    return out
+
+
+def constraint_values(space: Space, metrics: dict[str, float]) -> list[float]:
+    """Optuna convention: a value <= 0 means the constraint is satisfied."""
+    out = []
+    for c in space.constraints:
+        value = metrics[c.metric]
+        out.append(value - c.max if c.max is not None else (c.min or 0.0) - value)
+    return out
+
+
+def make_sampler(space: Space, seed: int) -> optuna.samplers.BaseSampler:
+    """The space's sampler, seeded. Constraints reach it through ``trial.set_constraint``."""
+    spec = space.sampler
+    startup = spec.n_startup_trials if spec.n_startup_trials is not None else 10
+    if spec.name == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=spec.population_size or 50, seed=seed)
+    if spec.name == "nsga3":
+        return optuna.samplers.NSGAIIISampler(population_size=spec.population_size or 50, seed=seed)
+    if spec.name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True)
+    if spec.name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
+    if spec.name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def trial_attrs(result: TrialResult) -> dict[str, Any]:
+    """User attributes stored on a complete trial (what the dashboard and CSVs show)."""
+    p = result.point
+    return {
+        "metrics": result.metrics,
+        "design_point": p.to_dict(),
+        "dataflow": p.accelerator.dataflow.value,
+        "balance": p.pruning.balance,
+        "n_pe": p.accelerator.n_pe,
+        "pe_rows": p.accelerator.pe_array.rows,
+        "pe_cols": p.accelerator.pe_array.cols,
+        "rounds": p.pruning.rounds,
+        "sparsity": result.metrics["sparsity"],
+        "utilization": result.metrics["utilization"],
+        "cache_ticket": result.cache["ticket"],
+        "cache_dense": result.cache["dense"],
+        "train_seconds": result.timings["train_seconds"],
+        "total_seconds": result.timings["total_seconds"],
+        "timings": result.timings,
+        "round_table": [
+            {
+                "round": r.round,
+                "sparsity": r.sparsity,
+                "accuracy": r.accuracy,
+                "utilization": r.utilization,
+                "latency": r.latency,
+                "energy": r.energy,
+            }
+            for r in result.rounds
+        ],
+        "layers": [
+            {
+                "name": layer.name,
+                "shape": layer.shape,
+                "sparsity": layer.sparsity,
+                "utilization": layer.utilization,
+                "work": layer.work,
+                "idle": layer.idle,
+                "latency": layer.latency,
+                "cycles": layer.cycles,
+                "bound": layer.bound,
+                "energy_pj": layer.energy_pj["total"],
+            }
+            for layer in result.report.layers
+        ],
+    }
+
+
+class _Heartbeat:
+    """Stamp ``heartbeat`` (unix time) on a running trial every few seconds."""
+
+    def __init__(self, study: optuna.Study, trial_id: int, every: float) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(study, trial_id, every), daemon=True
+        )
+
+    def _run(self, study: optuna.Study, trial_id: int, every: float) -> None:
+        while not self._stop.wait(every):
+            try:
+                study._storage.set_trial_user_attr(trial_id, "heartbeat", time.time())
+            except Exception:  # a finished trial refuses updates: stop quietly
+                return
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class Worker:
+    """Runs trials for one study; wrapped as a Ray actor by ``dse.search``."""
+
+    def __init__(
+        self,
+        storage: str,
+        study_name: str,
+        space_path: str,
+        overrides: list[str],
+        cache_dir: str,
+        threads: int,
+        seed: int,
+        worker_id: str,
+    ) -> None:
+        import torch
+
+        torch.set_num_threads(threads)
+        self.threads = threads
+        self.loaded: LoadedSpace = load_space(Path(space_path), overrides)
+        self.space = self.loaded.space
+        self.study = optuna.load_study(
+            study_name=study_name,
+            storage=open_storage(storage),
+            sampler=make_sampler(self.space, seed),
+        )
+        self.cache = TicketCache(cache_dir)
+        self.dists = distributions(self.space)
+        self.worker_id = worker_id
+        self.node = socket.gethostname()
+
+    def run_one(self) -> dict[str, Any]:
+        """Ask, run and tell one trial; returns ``{"number", "state", "seconds"}``."""
+        t0 = time.perf_counter()
+        trial = self.study.ask(self.dists)
+        trial.set_user_attr("worker", self.worker_id)
+        trial.set_user_attr("node", self.node)
+        trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr("heartbeat", time.time())
+        try:
+            with _Heartbeat(self.study, trial._trial_id, HEARTBEAT_SECONDS):
+                assignments = {**trial.params, "train.num_threads": self.threads}
+                point = DesignPoint.build(self.loaded, assignments)
+                result = run_trial(point, cache=self.cache)
+            for key, value in trial_attrs(result).items():
+                trial.set_user_attr(key, value)
+            if self.space.constraints:
+                bounds = constraint_values(self.space, result.metrics)
+                trial.set_user_attr("constraint", bounds)
+                for c, value in zip(self.space.constraints, bounds, strict=True):
+                    trial.set_constraint(
+                        f"{c.metric}_{'max' if c.max is not None else 'min'}", value
+                    )
+            values = [result.metrics[o.metric] for o in self.space.objectives]
+            if not all(math.isfinite(v) for v in values):
+                raise FloatingPointError(f"non-finite objective values {values}")
+            self.study.tell(trial, values)
+            state = TrialState.COMPLETE
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}".strip()
+            trial.set_user_attr("fail_reason", reason[:2000])
+            trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
+            self.study.tell(trial, state=TrialState.FAIL)
+            state = TrialState.FAIL
+        return {"number": trial.number, "state": state.name, "seconds": time.perf_counter() - t0}

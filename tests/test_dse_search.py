@@ -1,0 +1,170 @@
+"""``python -m dse.search``: a real (small) study on a local Ray, resumed, inspected through
+optuna-dashboard's HTTP API; failing trials; bad input."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+
+from dse.search import main
+from dse.storage import open_storage, storage_spec
+from dse.worker import Worker
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--set=train.epochs=1", "--set=pruning.rewind_epoch=1", "--set=model.width=0.5"]
+
+
+def small_space(tmp_path: Path, **extra: Any) -> Path:
+    """The default space with a quick schedule and a small parameter set."""
+    data = yaml.safe_load((ROOT / "search_spaces" / "default.yaml").read_text())
+    data["accelerator"]["base"] = str(ROOT / "accelerator/configs/paper_16pe_k.yaml")
+    data["params"] = {
+        "accelerator.pe_array.rows": {"type": "int", "low": 1, "high": 4},
+        "accelerator.dataflow": {"type": "categorical", "choices": ["K", "C"]},
+        "pruning.balance": {"type": "categorical", "choices": ["none", "uticket"]},
+        "pruning.rounds": {"type": "int", "low": 1, "high": 2},
+    }
+    data["sampler"] = {"name": "random"}
+    data.update(extra)
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def load(run: Path, study: str = "digits-default") -> optuna.Study:
+    return optuna.load_study(study_name=study, storage=open_storage(storage_spec(None, run)))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("search")
+    run = tmp / "run"
+    argv = ["--space", str(small_space(tmp)), "--out", str(run), "--n-trials", "4",
+            "--workers", "2", "--no-progress", *FAST]  # fmt: skip
+    assert main(argv) == 0
+    return run
+
+
+def test_budget_results_and_attributes(finished_run: Path) -> None:
+    study = load(finished_run)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 4  # exact budget with 2 workers
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    for t in complete:
+        assert len(t.values) == 3
+        for key in ("design_point", "metrics", "dataflow", "balance", "sparsity", "utilization",
+                    "cache_ticket", "train_seconds", "layers", "round_table", "node"):  # fmt: skip
+            assert key in t.user_attrs, key
+        assert t.values[0] == t.user_attrs["metrics"]["accuracy"]
+    for name in ("pareto.csv", "pareto.json", "trials.csv"):
+        assert (finished_run / name).stat().st_size > 0
+    assert list(finished_run.glob("*.png"))
+    front = json.loads((finished_run / "pareto.json").read_text())["trials"]
+    assert front and all("design_point" in f and "params" in f for f in front)
+
+
+def test_resume_keeps_complete_trials(finished_run: Path, tmp_path: Path) -> None:
+    before = {t.number for t in load(finished_run).trials if t.state.name == "COMPLETE"}
+    argv = ["--space", str(small_space(tmp_path)), "--out", str(finished_run), "--n-trials",
+            "5", "--workers", "1", "--no-progress", *FAST]  # fmt: skip
+    assert main(argv) == 0
+    after = load(finished_run).trials
+    done = {t.number for t in after if t.state.name == "COMPLETE"}
+    assert before <= done and len(done) == 5
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_optuna_dashboard_reads_the_study(finished_run: Path) -> None:
+    port = _free_port()
+    journal = finished_run / "study.journal"
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "optuna-dashboard"),
+            str(journal),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        data = None
+        for _ in range(60):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
+                    data = json.loads(r.read())
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert data is not None, "optuna-dashboard did not answer"
+        studies = {s["study_name"]: s for s in data["study_summaries"]}
+        sid = studies["digits-default"]["study_id"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{sid}", timeout=10) as r:
+            detail = json.loads(r.read())
+        assert len(detail["trials"]) >= 4
+        assert detail["best_trials"], "the Pareto front is served"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_failing_trials_are_recorded_and_the_worker_goes_on(tmp_path: Path) -> None:
+    space = small_space(tmp_path)
+    data = yaml.safe_load(space.read_text())
+    data["train"].update(optimizer="sgd", weight_decay=5e-4)
+    data["params"] = {"train.lr": {"type": "categorical", "choices": [1.0e6]}}
+    space.write_text(yaml.safe_dump(data))
+    spec = storage_spec(None, tmp_path)
+    optuna.create_study(study_name="s", storage=open_storage(spec), directions=["maximize"] * 3)
+    worker = Worker(spec, "s", str(space), [], str(tmp_path / "cache"), 1, 0, "w0")
+    out = worker.run_one()
+    assert out["state"] == "FAIL"
+    trial = optuna.load_study(study_name="s", storage=open_storage(spec)).trials[0]
+    assert trial.state.name == "FAIL" and "Diverged" in trial.user_attrs["fail_reason"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "phrase"),
+    [
+        (["--bogus"], "unrecognized arguments"),
+        (["--n-trials", "0"], "must be >= 1"),
+        (
+            ["--storage", "postgresql://u:secret@127.0.0.1:1/db"],
+            "postgresql://u:***@127.0.0.1:1/db",
+        ),
+        (["--address", "127.0.0.1:1"], "cannot reach Ray at 127.0.0.1:1"),
+        (["--set", "pruning.rate=2"], "pruning.rate"),
+    ],
+)
+def test_bad_input_exits_2(
+    argv: list[str], phrase: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    t0 = time.time()
+    assert main([*argv, "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and phrase in err, err
+    assert "secret" not in err
+    assert time.time() - t0 < 30
+
+
+def test_empty_parameter_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    space = small_space(tmp_path, params={})
+    assert main(["--space", str(space), "--out", str(tmp_path / "r")]) == 2
+    assert "params: is empty" in capsys.readouterr().err
