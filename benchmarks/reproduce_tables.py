@@ -65,8 +65,6 @@ def run_job(job: tuple[str, int, str]) -> list[dict[str, Any]]:
         wall = time.perf_counter() - t0
         train_rounds = [r.train_seconds for r in result.rounds[1:]]
         for r in result.rounds:
-            if r.round not in ROUNDS:
-                continue
             rows.append(
                 {
                     "dataset": dataset,
@@ -79,6 +77,7 @@ def run_job(job: tuple[str, int, str]) -> list[dict[str, Any]]:
                     "utilization": r.utilization,
                     "latency_us": r.latency * 1e6,
                     "energy_uj": r.energy,
+                    "energy_pe_uj": r.energy_pe,
                     "balance_ms_per_round": result.timings["balance_seconds"]
                     / point.pruning.rounds
                     * 1e3,
@@ -98,6 +97,41 @@ def run_job(job: tuple[str, int, str]) -> list[dict[str, Any]]:
     return rows
 
 
+def _mean(sel: list[dict[str, Any]], key: str) -> float:
+    return float(np.mean([x[key] for x in sel]))
+
+
+def matched(rows: list[dict[str, Any]], dataset: str) -> str:
+    """u-Ticket rounds against the LTH round of the nearest sparsity (same mapping)."""
+    out = [
+        f"#### {dataset}: at matched sparsity",
+        "",
+        "| map | uT round | uT sparsity % | LTH round | LTH sparsity % | uT acc % | LTH acc % "
+        "| uT latency us | LTH latency us | latency -% | energy -% | PE energy -% |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for flow in ("K", "C"):
+        here = [r for r in rows if r["dataset"] == dataset and r["dataflow"] == flow]
+        lth = {n: [r for r in here if r["method"] == "LTH" and r["round"] == n] for n in range(6)}
+        for rnd in ROUNDS:
+            b = [r for r in here if r["method"] == "u-Ticket" and r["round"] == rnd]
+            if not b:
+                continue
+            s_b = _mean(b, "sparsity")
+            n = min((k for k in lth if lth[k]), key=lambda k: abs(_mean(lth[k], "sparsity") - s_b))
+            a = lth[n]
+            lat = 100 * (1 - _mean(b, "latency_us") / _mean(a, "latency_us"))
+            en = 100 * (1 - _mean(b, "energy_uj") / _mean(a, "energy_uj"))
+            pe = 100 * (1 - _mean(b, "energy_pe_uj") / _mean(a, "energy_pe_uj"))
+            out.append(
+                f"| {flow} | {rnd} | {100 * s_b:.1f} | {n} | {100 * _mean(a, 'sparsity'):.1f} | "
+                f"{100 * _mean(b, 'accuracy'):.1f} | {100 * _mean(a, 'accuracy'):.1f} | "
+                f"{_mean(b, 'latency_us'):.2f} | {_mean(a, 'latency_us'):.2f} | {lat:.1f} | "
+                f"{en:.1f} | {pe:.1f} |"
+            )
+    return "\n".join(out)
+
+
 def table(rows: list[dict[str, Any]], dataset: str) -> str:
     """Markdown: one line per (round, mapping), LTH and u-Ticket side by side, mean +- std."""
     out = [
@@ -105,8 +139,8 @@ def table(rows: list[dict[str, Any]], dataset: str) -> str:
         "",
         "| round | map | LTH acc % | LTH sparsity % | LTH util | LTH latency us "
         "| LTH energy uJ | uT acc % | uT sparsity % | uT util | uT latency us | uT energy uJ "
-        "| latency -% | energy -% |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| latency -% | energy -% | PE energy (Eq. 3) -% |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def stat(sel: list[dict[str, Any]], key: str, scale: float = 1.0, digits: int = 1) -> str:
@@ -148,7 +182,8 @@ def table(rows: list[dict[str, Any]], dataset: str) -> str:
                     stat(sel_m, "latency_us", 1, 2),
                     stat(sel_m, "energy_uj", 1, 3),
                 ]
-            cells += [f"{lat:.1f}", f"{en:.1f}"]
+            pe = 100 * (1 - _mean(b, "energy_pe_uj") / _mean(a, "energy_pe_uj"))
+            cells += [f"{lat:.1f}", f"{en:.1f}", f"{pe:.1f}"]
             out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
@@ -169,13 +204,13 @@ def main() -> None:
     (RESULTS / "reproduce_tables.json").write_text(
         json.dumps({"settings": SETTINGS, "rows": rows}, indent=1)
     )
-    md = "\n\n".join(table(rows, d) for d in args.datasets)
+    md = "\n\n".join(f"{table(rows, d)}\n\n{matched(rows, d)}" for d in args.datasets)
     (RESULTS / "reproduce_tables.md").write_text(md + "\n")
     print(md)
     shares = [
         (r["balance_ms_per_round"] + r["score_ms_per_round"]) / 1e3 / r["train_s_per_round"]
         for r in rows
-        if r["method"] == "u-Ticket" and r["train_s_per_round"]
+        if r["method"] == "u-Ticket" and r["train_s_per_round"] and r["round"] > 0
     ]
     if shares:
         print(f"balancing + scoring per round / training per round: max {100 * max(shares):.3f} %")

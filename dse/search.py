@@ -31,6 +31,7 @@ import optuna
 from optuna.trial import TrialState
 
 from accelerator import ConfigError
+from dse.export import ResultsError, summary_table, write_results
 from dse.space import DEFAULT_SPACE, ROOT, LoadedSpace, load_space
 from dse.storage import StorageError, count_states, dashboard_target, open_storage, storage_spec
 from dse.worker import HEARTBEAT_SECONDS, Worker, make_sampler
@@ -60,6 +61,7 @@ class SearchOptions:
     cache: Path | None
     timeout: float | None
     progress: bool
+    use_cache: bool = True
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,8 +72,14 @@ class _Parser(argparse.ArgumentParser):
 def parse_args(argv: Sequence[str] | None) -> SearchOptions:
     p = _Parser(prog="python -m dse.search", description=__doc__.splitlines()[0] if __doc__ else "")
     p.add_argument("--space", type=Path, default=DEFAULT_SPACE, help="search-space YAML")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a field of the space, e.g. train.epochs=2")  # fmt: skip
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a field of the space, e.g. train.epochs=2",
+    )
     p.add_argument("--n-trials", type=int, help="complete trials to reach (default: the space's)")
     p.add_argument("--workers", type=int, help="parallel trials (default: CPUs / cpus-per-trial)")
     p.add_argument("--storage", help="Optuna storage URL (default: journal file in --out)")
@@ -81,8 +89,17 @@ def parse_args(argv: Sequence[str] | None) -> SearchOptions:
     p.add_argument("--seed", type=int, help="seed of the space (default: the space's)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (threads)")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial")
-    p.add_argument("--cache", type=Path, help="ticket cache dir (default: <out>/cache); "
-                   "on a cluster a directory every node shares")  # fmt: skip
+    p.add_argument(
+        "--cache",
+        type=Path,
+        help="ticket cache dir (default: <out>/cache); on a cluster a directory every node shares",
+    )
+    p.add_argument(
+        "--no-cache",
+        dest="use_cache",
+        action="store_false",
+        help="train every trial from scratch (for measurements)",
+    )
     p.add_argument("--timeout", type=float, help="seconds before no new trial starts")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no bar")
     a = p.parse_args(argv)
@@ -93,9 +110,22 @@ def parse_args(argv: Sequence[str] | None) -> SearchOptions:
     if a.cpus_per_trial <= 0 or a.gpus_per_trial < 0:
         raise ConfigError("--cpus-per-trial", "resources", "CPUs must be > 0 and GPUs >= 0")
     return SearchOptions(
-        a.space, a.overrides, a.n_trials, a.workers, a.storage, a.study, a.out, a.address,
-        a.seed, a.cpus_per_trial, a.gpus_per_trial, a.cache, a.timeout, a.progress,
-    )  # fmt: skip
+        a.space,
+        a.overrides,
+        a.n_trials,
+        a.workers,
+        a.storage,
+        a.study,
+        a.out,
+        a.address,
+        a.seed,
+        a.cpus_per_trial,
+        a.gpus_per_trial,
+        a.cache,
+        a.timeout,
+        a.progress,
+        a.use_cache,
+    )
 
 
 @contextmanager
@@ -232,8 +262,14 @@ class Progress:
         if enabled:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=initial, unit="trial", file=sys.stderr,
-                            dynamic_ncols=True, desc="trials")  # fmt: skip
+            self.bar = tqdm(
+                total=total,
+                initial=initial,
+                unit="trial",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                desc="trials",
+            )
 
     def update(self, study: optuna.Study) -> dict[str, int]:
         states = count_states(study)
@@ -297,16 +333,14 @@ def run_search(opts: SearchOptions) -> dict[str, Any]:
     n_trials = opts.n_trials or space.n_trials
     workers = opts.workers or max(1, int((os.cpu_count() or 1) // opts.cpus_per_trial))
     timeout = opts.timeout or space.timeout
-    cache_dir = (opts.cache or run_dir / "cache").resolve()
+    cache_dir = (opts.cache or run_dir / "cache").resolve() if opts.use_cache else None
     with run_lock(run_dir):
         spec = storage_spec(opts.storage, run_dir)
         study = create_study(loaded, spec, name, space.seed)
         orphans = recover_orphans(study, None, set())
         t_start = time.time()
         with ray_session(opts, run_dir, workers):
-            _drive(study, loaded, opts, spec, name, cache_dir, n_trials, workers, timeout)
-        from dse.export import summary_table, write_results
-
+            _drive(study, loaded, opts, overrides, spec, cache_dir, n_trials, workers, timeout)
         files = write_results(study, run_dir)
         states = count_states(study)
         return {
@@ -325,9 +359,9 @@ def _drive(
     study: optuna.Study,
     loaded: LoadedSpace,
     opts: SearchOptions,
+    overrides: list[str],
     spec: str,
-    name: str,
-    cache_dir: Path,
+    cache_dir: Path | None,
     n_trials: int,
     workers: int,
     timeout: float | None,
@@ -343,8 +377,16 @@ def _drive(
 
     def start(index: int) -> tuple[Any, str]:
         wid = f"w{index}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
-        actor = remote.remote(spec, name, str(loaded.path), list(opts.overrides), str(cache_dir),
-                              threads, seed + 1 + index, wid)  # fmt: skip
+        actor = remote.remote(
+            spec,
+            study.study_name,
+            str(loaded.path),
+            overrides,
+            str(cache_dir) if cache_dir else None,
+            threads,
+            seed + 1 + index,
+            wid,
+        )
         return actor, wid
 
     pool = [start(i) for i in range(workers)]
@@ -396,9 +438,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, SearchError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ResultsError as exc:
+        print(
+            f"error: {exc}; the study itself is intact in its storage: re-run the same "
+            "command to write the results again",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
-        print("interrupted: completed trials are stored; re-run the same command to resume",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "interrupted: completed trials are stored; re-run the same command to resume",
+            file=sys.stderr,
+        )
         return 130
     print(summary["table"])
     states = summary["states"]

@@ -40,7 +40,8 @@ class RoundScore:
     utilization: float
     cycles: float
     latency: float
-    energy: float
+    energy: float  # microjoules, whole accelerator
+    energy_pe: float  # microjoules, PE array only (Eq. 3): the paper's "PE-level" energy
     train_seconds: float
     balance_seconds: float
 
@@ -215,8 +216,7 @@ def run_trial(
             if status["dense"] != "hit":
                 rounds[0]["train_seconds"] = dense.train_seconds
         else:
-            rounds[0]["train_seconds"] = 0.0  # nothing was trained by this trial
-            for r in rounds:
+            for r in rounds:  # nothing was trained or balanced by this trial
                 r["train_seconds"] = r["balance_seconds"] = r["eval_seconds"] = 0.0
             if progress is not None:
                 progress("rounds", rounds_wanted + 1, rounds_wanted + 1)
@@ -239,6 +239,7 @@ def run_trial(
                 cycles=report.cycles,
                 latency=report.seconds,
                 energy=report.energy_pj["total"] * 1e-6,
+                energy_pe=report.energy_pj["compute"] * 1e-6,
                 train_seconds=float(r["train_seconds"]),
                 balance_seconds=float(r["balance_seconds"]),
             )

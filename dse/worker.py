@@ -122,6 +122,16 @@ def trial_attrs(result: TrialResult) -> dict[str, Any]:
     }
 
 
+def _ray_node_id() -> str:
+    """The Ray node this worker runs on ("" outside Ray)."""
+    try:
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id()) if ray.is_initialized() else ""
+    except Exception:
+        return ""
+
+
 class _Heartbeat:
     """Stamp ``heartbeat`` (unix time) on a running trial every few seconds."""
 
@@ -156,7 +166,7 @@ class Worker:
         study_name: str,
         space_path: str,
         overrides: list[str],
-        cache_dir: str,
+        cache_dir: str | None,
         threads: int,
         seed: int,
         worker_id: str,
@@ -172,10 +182,11 @@ class Worker:
             storage=open_storage(storage),
             sampler=make_sampler(self.space, seed),
         )
-        self.cache = TicketCache(cache_dir)
+        self.cache = TicketCache(cache_dir) if cache_dir else None
         self.dists = distributions(self.space)
         self.worker_id = worker_id
         self.node = socket.gethostname()
+        self.ray_node = _ray_node_id()
 
     def run_one(self) -> dict[str, Any]:
         """Ask, run and tell one trial; returns ``{"number", "state", "seconds"}``."""
@@ -183,6 +194,7 @@ class Worker:
         trial = self.study.ask(self.dists)
         trial.set_user_attr("worker", self.worker_id)
         trial.set_user_attr("node", self.node)
+        trial.set_user_attr("ray_node", self.ray_node)
         trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("heartbeat", time.time())
         try:

@@ -49,8 +49,18 @@ def load(run: Path, study: str = "digits-default") -> optuna.Study:
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("search")
     run = tmp / "run"
-    argv = ["--space", str(small_space(tmp)), "--out", str(run), "--n-trials", "4",
-            "--workers", "2", "--no-progress", *FAST]  # fmt: skip
+    argv = [
+        "--space",
+        str(small_space(tmp)),
+        "--out",
+        str(run),
+        "--n-trials",
+        "4",
+        "--workers",
+        "2",
+        "--no-progress",
+        *FAST,
+    ]
     assert main(argv) == 0
     return run
 
@@ -62,8 +72,19 @@ def test_budget_results_and_attributes(finished_run: Path) -> None:
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
     for t in complete:
         assert len(t.values) == 3
-        for key in ("design_point", "metrics", "dataflow", "balance", "sparsity", "utilization",
-                    "cache_ticket", "train_seconds", "layers", "round_table", "node"):  # fmt: skip
+        for key in (
+            "design_point",
+            "metrics",
+            "dataflow",
+            "balance",
+            "sparsity",
+            "utilization",
+            "cache_ticket",
+            "train_seconds",
+            "layers",
+            "round_table",
+            "node",
+        ):
             assert key in t.user_attrs, key
         assert t.values[0] == t.user_attrs["metrics"]["accuracy"]
     for name in ("pareto.csv", "pareto.json", "trials.csv"):
@@ -75,8 +96,18 @@ def test_budget_results_and_attributes(finished_run: Path) -> None:
 
 def test_resume_keeps_complete_trials(finished_run: Path, tmp_path: Path) -> None:
     before = {t.number for t in load(finished_run).trials if t.state.name == "COMPLETE"}
-    argv = ["--space", str(small_space(tmp_path)), "--out", str(finished_run), "--n-trials",
-            "5", "--workers", "1", "--no-progress", *FAST]  # fmt: skip
+    argv = [
+        "--space",
+        str(small_space(tmp_path)),
+        "--out",
+        str(finished_run),
+        "--n-trials",
+        "5",
+        "--workers",
+        "1",
+        "--no-progress",
+        *FAST,
+    ]
     assert main(argv) == 0
     after = load(finished_run).trials
     done = {t.number for t in after if t.state.name == "COMPLETE"}
@@ -168,3 +199,78 @@ def test_empty_parameter_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     space = small_space(tmp_path, params={})
     assert main(["--space", str(space), "--out", str(tmp_path / "r")]) == 2
     assert "params: is empty" in capsys.readouterr().err
+
+
+def test_search_on_a_multi_node_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two Ray nodes simulated on this machine, one CPU each: trials run on both."""
+    from ray.cluster_utils import Cluster
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        run = tmp_path / "run"
+        argv = [
+            "--space",
+            str(small_space(tmp_path)),
+            "--out",
+            str(run),
+            "--n-trials",
+            "4",
+            "--workers",
+            "2",
+            "--address",
+            cluster.address,
+            "--no-progress",
+            *FAST,
+        ]
+        assert main(argv) == 0
+        trials = [t for t in load(run).trials if t.state.name == "COMPLETE"]
+        assert len(trials) == 4
+        assert len({t.user_attrs["ray_node"] for t in trials}) == 2
+    finally:
+        cluster.shutdown()
+
+
+def test_disk_full_while_writing_results_keeps_the_study(
+    finished_run: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import errno
+    import os
+
+    real_replace = os.replace
+
+    def full(src: str, dst: str) -> None:
+        if str(dst).endswith(".csv"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full)
+    argv = [
+        "--space",
+        str(small_space(tmp_path)),
+        "--out",
+        str(finished_run),
+        "--no-progress",
+        "--n-trials",
+        "1",
+        *FAST,
+    ]
+    assert main(argv) == 1  # budget already met: only the results are written (and fail)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err and "re-run" in err
+    monkeypatch.undo()
+    study = load(finished_run)
+    assert sum(t.state.name == "COMPLETE" for t in study.trials) >= 4
+
+
+def test_unusable_run_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    argv = ["--space", str(small_space(tmp_path)), "--out", str(blocker / "run"), "--no-progress"]
+    assert main(argv) == 2
+    assert "cannot use run directory" in capsys.readouterr().err

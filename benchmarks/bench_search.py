@@ -1,0 +1,138 @@
+"""Search-service measurements on the default space (this machine: 2 cores):
+
+1. the default run as shipped (`python -m dse.search`): wall time, trials, cache hit rate, front;
+2. throughput with 1 and 2 workers when every trial trains (``--no-cache``, same budget);
+3. the ticket cache's effect: trainings per trial with and without it (same budget, 2 workers);
+4. trial anatomy: share of trial time outside training (data set-up, balancing, scoring,
+   storage and Ray overhead), from the trials' own timings and the driver's wall time.
+
+Run: ``python benchmarks/bench_search.py [--trials N]``. Writes
+``benchmarks/results/search.json``; runs go to ``runs/bench-search/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "runs" / "bench-search"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def search(name: str, *args: str) -> tuple[float, list[optuna.trial.FrozenTrial], int]:
+    """Run ``python -m dse.search`` in a fresh run directory: wall seconds, complete trials and
+    the size of the feasible Pareto front."""
+    from dse.export import pareto_trials
+    from dse.storage import open_storage, storage_spec
+
+    run = OUT / name
+    shutil.rmtree(run, ignore_errors=True)
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "dse.search", "--out", str(run), "--no-progress", *args]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    wall = time.perf_counter() - t0
+    study = optuna.load_study(
+        study_name="digits-default", storage=open_storage(storage_spec(None, run))
+    )
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    return wall, done, len(pareto_trials(study))
+
+
+def anatomy(trials: list[optuna.trial.FrozenTrial], wall: float, workers: int) -> dict[str, Any]:
+    """Where trial time goes; 'outside training' = everything but the SGD/Adam epochs."""
+    keys = (
+        "setup_seconds",
+        "train_seconds",
+        "eval_seconds",
+        "balance_seconds",
+        "score_seconds",
+        "cache_seconds",
+        "total_seconds",
+    )
+    sums = {k: sum(t.user_attrs["timings"].get(k, 0.0) for t in trials) for k in keys}
+    trial_wall = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials)
+    return {
+        **sums,
+        "trial_wall_seconds": trial_wall,
+        "outside_training_in_trial": 1 - sums["train_seconds"] / sums["total_seconds"],
+        "outside_training_incl_storage": 1 - sums["train_seconds"] / trial_wall,
+        "driver_wall_seconds": wall,
+        "worker_busy_share": trial_wall / (wall * workers),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--trials", type=int, default=16, help="budget of the 1-vs-2 runs")
+    args = parser.parse_args()
+    report: dict[str, Any] = {}
+
+    wall, trials, front = search("default")
+    hits = sum(t.user_attrs["cache_ticket"] == "hit" for t in trials)
+    report["default"] = {
+        "wall_seconds": wall,
+        "complete": len(trials),
+        "cache_hit_rate": hits / len(trials),
+        "anatomy": anatomy(trials, wall, 2),
+        "front_size": front,
+    }
+    balances = sorted({t.user_attrs["balance"] for t in trials})
+    report["default"]["balances_in_study"] = balances
+    print(
+        f"default run: {len(trials)} trials in {wall:.0f} s, cache hits {hits}/{len(trials)}, "
+        f"front {front}, balancing modes in the study {balances}"
+    )
+
+    n = str(args.trials)
+    for w in (1, 2):
+        wall, trials = search(
+            f"workers{w}", "--workers", w.__str__(), "--n-trials", n, "--no-cache"
+        )
+        report[f"workers_{w}"] = {
+            "wall_seconds": wall,
+            "trials": len(trials),
+            "trials_per_minute": 60 * len(trials) / wall,
+            "anatomy": anatomy(trials, wall, w),
+        }
+        print(
+            f"{w} worker(s), no cache: {len(trials)} trials in {wall:.0f} s "
+            f"({60 * len(trials) / wall:.2f} trials/min)"
+        )
+    report["speedup_2_vs_1"] = (
+        report["workers_2"]["trials_per_minute"] / report["workers_1"]["trials_per_minute"]
+    )
+    print(f"2 vs 1 workers: {report['speedup_2_vs_1']:.2f}x")
+
+    wall, trials, _ = search("cache", "--workers", "2", "--n-trials", n)
+    trainings = sum(t.user_attrs["cache_ticket"] != "hit" for t in trials)
+    report["cache"] = {
+        "with_cache_trainings_per_trial": trainings / len(trials),
+        "without_cache_trainings_per_trial": 1.0,
+        "with_cache_wall_seconds": wall,
+        "without_cache_wall_seconds": report["workers_2"]["wall_seconds"],
+    }
+    print(
+        f"cache: {trainings}/{len(trials)} trials trained ({wall:.0f} s vs "
+        f"{report['workers_2']['wall_seconds']:.0f} s without)"
+    )
+    a = report["workers_2"]["anatomy"]
+    print(
+        f"outside training: {100 * a['outside_training_in_trial']:.1f} % of trial time "
+        f"({100 * a['outside_training_incl_storage']:.1f} % with storage round-trips)"
+    )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "search.json").write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
