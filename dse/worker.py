@@ -25,7 +25,7 @@ from dse.cache import TicketCache
 from dse.design import DesignPoint
 from dse.space import CategoricalParam, FloatParam, IntParam, LoadedSpace, Space, load_space
 from dse.storage import open_storage
-from dse.trial import TrialResult, run_trial
+from dse.trial import TrialResult, load_splits, run_trial
 
 HEARTBEAT_SECONDS = 5.0
 
@@ -186,6 +186,7 @@ class Worker:
         self.dists = distributions(self.space)
         self.worker_id = worker_id
         self.node = socket.gethostname()
+        load_splits(DesignPoint.build(self.loaded, {}))  # once per worker, not per trial
         self.ray_node = _ray_node_id()
 
     def run_one(self) -> dict[str, Any]:

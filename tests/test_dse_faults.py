@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import optuna
 import pytest
-from test_dse_search import FAST, small_space
+from test_dse_search import search_command, small_space
 
 from dse.storage import open_storage, storage_spec
 
@@ -19,21 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def command(space: Path, run: Path, n_trials: int, workers: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "dse.search",
-        "--space",
-        str(space),
-        "--out",
-        str(run),
-        "--n-trials",
-        str(n_trials),
-        "--workers",
-        str(workers),
-        "--no-progress",
-        *FAST,
-    ]
+    extra = ["--n-trials", str(n_trials), "--workers", str(workers)]
+    return search_command(space, run, *extra)
 
 
 def trials(run: Path) -> list[optuna.trial.FrozenTrial]:

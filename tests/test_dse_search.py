@@ -41,6 +41,12 @@ def small_space(tmp_path: Path, **extra: Any) -> Path:
     return path
 
 
+def search_command(space: Path, run: Path, *extra: str) -> list[str]:
+    """``python -m dse.search`` on ``space`` into ``run`` with the quick settings."""
+    cmd = [sys.executable, "-m", "dse.search", "--space", str(space), "--out", str(run)]
+    return [*cmd, "--no-progress", *FAST, *extra]
+
+
 def load(run: Path, study: str = "digits-default") -> optuna.Study:
     return optuna.load_study(study_name=study, storage=open_storage(storage_spec(None, run)))
 

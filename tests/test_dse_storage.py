@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from test_dse_search import FAST, small_space
+from test_dse_search import search_command, small_space
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECK = """
@@ -38,18 +38,7 @@ def check_from_fresh_process(storage: str, study: str) -> dict[str, list[object]
 
 
 def run_search(space: Path, run: Path, *extra: str) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "dse.search",
-        "--space",
-        str(space),
-        "--out",
-        str(run),
-        "--no-progress",
-        *FAST,
-        *extra,
-    ]
+    cmd = search_command(space, run, *extra)
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
 
