@@ -85,6 +85,12 @@ def _bad_cases(tmp_path: Path, masks_file: Path) -> list[tuple[list[str], str]]:
     junk.write_bytes(b"not a zip")
     bad_prof = tmp_path / "prof.json"
     bad_prof.write_text('{"layers": {"conv1": {"positions": 0}}}')
+    layer = {"positions": 4, "timesteps": 4}
+    extra_layer = tmp_path / "extra.json"
+    names = ["conv1", "conv2", "fc", "conv9"]
+    extra_layer.write_text(json.dumps({"layers": {n: layer for n in names}}))
+    missing_layer = tmp_path / "missing.json"
+    missing_layer.write_text(json.dumps({"layers": {"conv1": layer}}))
     return [
         ([str(tmp_path / "missing.yaml"), str(masks_file)], "missing.yaml: file not found"),
         ([str(bad_yaml), str(masks_file)], "bad.yaml: flavour: unknown key"),
@@ -94,6 +100,8 @@ def _bad_cases(tmp_path: Path, masks_file: Path) -> list[tuple[list[str], str]]:
         ([str(PAPER_K), str(junk)], "not a readable .npz"),
         ([str(PAPER_K), str(masks_file), "--profile", str(bad_prof)], "layers.conv1.positions"),
         ([str(PAPER_K), str(masks_file), "--bogus"], "unrecognized arguments: --bogus"),
+        ([str(PAPER_K), str(masks_file), "--profile", str(extra_layer)], "masks do not have"),
+        ([str(PAPER_K), str(masks_file), "--profile", str(missing_layer)], "no entry for layer"),
     ]
 
 

@@ -102,3 +102,26 @@ def test_huge_and_missing_files(tmp_path: Path) -> None:
         load_accelerator(big)
     with pytest.raises(ConfigError, match="file not found"):
         load_accelerator(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(("fname", "text", "field", "phrase"), BAD, ids=[b[0] for b in BAD])
+def test_bad_yaml_through_the_cli(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    fname: str,
+    text: str,
+    field: str,
+    phrase: str,
+) -> None:
+    import numpy as np
+
+    from accelerator.cli import main
+
+    f = tmp_path / fname
+    f.write_text(text)
+    masks = tmp_path / "m.npz"
+    np.savez(masks, conv=np.ones((4, 4, 3, 3), dtype=bool))
+    assert main([str(f), str(masks)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert str(f) in err and field in err and phrase in err

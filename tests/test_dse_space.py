@@ -110,3 +110,21 @@ def test_bad_override() -> None:
         load_space(DEFAULT_SPACE, ["pruning.balance"])
     with pytest.raises(ConfigError, match=r"pruning\.balance"):
         load_space(DEFAULT_SPACE, ["pruning.balance=sometimes"])
+
+
+@pytest.mark.parametrize(("case", "text", "field", "phrase"), BAD, ids=[b[0] for b in BAD])
+def test_bad_spaces_through_the_search_cli(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+    text: str,
+    field: str,
+    phrase: str,
+) -> None:
+    from dse.search import main
+
+    f = write(tmp_path, text)
+    assert main(["--space", str(f), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert str(f) in err and field in err and phrase in err
