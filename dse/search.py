@@ -31,7 +31,7 @@ import optuna
 from optuna.trial import TrialState
 
 from accelerator import ConfigError
-from dse.export import ResultsError, summary_table, write_results
+from dse.export import ResultsError, pareto_trials, summary_table, write_results
 from dse.space import DEFAULT_SPACE, ROOT, LoadedSpace, load_space
 from dse.storage import StorageError, count_states, dashboard_target, open_storage, storage_spec
 from dse.worker import HEARTBEAT_SECONDS, Worker, make_sampler
@@ -247,13 +247,6 @@ def recover_orphans(study: optuna.Study, stale_after: float | None, workers: set
     return n
 
 
-def front_size(study: optuna.Study) -> int:
-    try:
-        return len([t for t in study.best_trials if max(t.user_attrs.get("constraint", [0])) <= 0])
-    except (ValueError, RuntimeError):
-        return 0
-
-
 class Progress:
     """A terminal bar: complete / failed / running trials, front size, ETA."""
 
@@ -278,7 +271,7 @@ class Progress:
             self.bar.set_postfix(
                 failed=states.get("FAIL", 0),
                 running=states.get("RUNNING", 0),
-                front=front_size(study),
+                front=len(pareto_trials(study)),
                 refresh=False,
             )
             self.bar.refresh()
