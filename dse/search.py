@@ -32,7 +32,7 @@ from optuna.trial import TrialState
 
 from accelerator import ConfigError
 from dse.export import ResultsError, pareto_trials, summary_table, write_results
-from dse.space import DEFAULT_SPACE, ROOT, LoadedSpace, load_space
+from dse.space import DEFAULT_SPACE, LoadedSpace, load_space
 from dse.storage import StorageError, count_states, dashboard_target, open_storage, storage_spec
 from dse.worker import HEARTBEAT_SECONDS, Worker, make_sampler
 
@@ -181,8 +181,7 @@ def ray_session(opts: SearchOptions, run_dir: Path, workers: int) -> Iterator[No
     local_temp: Path | None = None
     if opts.address:
         check_address(opts.address)
-        kwargs["address"] = opts.address
-        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": str(ROOT)}}
+        kwargs["address"] = opts.address  # nodes have the project installed (ray_cluster.yaml)
     else:
         local_temp = _ray_temp_dir(run_dir)
         kwargs.update(
