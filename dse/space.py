@@ -145,7 +145,9 @@ class SamplerSpec(_Strict):
     """Optuna sampler and its options."""
 
     name: Literal["nsga2", "nsga3", "tpe", "random", "qmc", "gp"] = Field(
-        "nsga2", description="nsga2 (default), nsga3, tpe, random, qmc or gp."
+        "tpe",
+        description="tpe (default: multivariate TPE with constant liar, the best hypervolume "
+        "per trial in benchmarks/bench_samplers.py), nsga2, nsga3, random, qmc or gp.",
     )
     population_size: int | None = Field(
         None, ge=2, description="NSGA-II/III population per generation."
