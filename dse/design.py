@@ -6,8 +6,6 @@ serializable to a plain dict that is stored with every trial so the trial can be
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -124,7 +122,3 @@ class DesignPoint:
 
         walk("", self.to_dict())
         return out
-
-    def digest(self) -> str:
-        """Stable hash of the whole point."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()

@@ -18,8 +18,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def command(space: Path, run: Path, n_trials: int, workers: int) -> list[str]:
-    extra = ["--n-trials", str(n_trials), "--workers", str(workers)]
-    return search_command(space, run, *extra)
+    """The search command on the slow space (its epochs are not overridden by the quick set)."""
+    cmd = search_command(space, run, "--n-trials", str(n_trials), "--workers", str(workers))
+    cmd.remove("--set=train.epochs=1")
+    return cmd
+
+
+def start_driver(cmd: list[str]) -> subprocess.Popen[bytes]:
+    """The driver in its own session, so that it and the Ray it starts can be killed together."""
+    return subprocess.Popen(
+        cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def trials(run: Path) -> list[optuna.trial.FrozenTrial]:
@@ -67,10 +76,7 @@ def slow_space(tmp_path: Path) -> Path:
 def test_worker_killed_mid_trial_is_failed_and_retried(tmp_path: Path, slow_space: Path) -> None:
     run = tmp_path / "run"
     cmd = command(slow_space, run, 3, 1)
-    cmd.remove("--set=train.epochs=1")
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    proc = start_driver(cmd)
     try:
         assert wait_for(
             lambda: any(t.state.name == "RUNNING" and "pid" in t.user_attrs for t in trials(run)),
@@ -93,10 +99,7 @@ def test_worker_killed_mid_trial_is_failed_and_retried(tmp_path: Path, slow_spac
 def test_driver_killed_then_rerun_resumes(tmp_path: Path, slow_space: Path) -> None:
     run = tmp_path / "run"
     cmd = command(slow_space, run, 4, 2)
-    cmd.remove("--set=train.epochs=1")
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    proc = start_driver(cmd)
     try:
         assert wait_for(
             lambda: (
