@@ -18,10 +18,12 @@ from accelerator.cost import (
     ProfileMismatch,
     Report,
     evaluate,
+    plan_orders,
     summarize,
 )
 from accelerator.files import ConfigError, read_yaml
 from accelerator.mapping import MappingError, Partition, partition, pe_index
+from accelerator.order import LayerOrder, ordered_pe_index, workload_order
 from accelerator.profile import LayerProfile, Profile, load_profile, parse_profile
 from accelerator.workload import MaskError, group_utilization
 
@@ -29,6 +31,7 @@ __all__ = [
     "AcceleratorConfig",
     "ConfigError",
     "Dataflow",
+    "LayerOrder",
     "LayerProfile",
     "LayerReport",
     "MappingError",
@@ -43,10 +46,13 @@ __all__ = [
     "group_utilization",
     "load_accelerator",
     "load_profile",
+    "ordered_pe_index",
     "parse_accelerator",
     "parse_profile",
     "partition",
     "pe_index",
+    "plan_orders",
     "read_yaml",
     "summarize",
+    "workload_order",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -168,6 +168,12 @@ class AcceleratorConfig(_Strict):
     dataflow: Dataflow = Field(
         Dataflow.K,
         description="Weight-to-PE mapping: K (alias sata), C (alias systolic) or KC.",
+    )
+    mapping_order: Literal["fixed", "workload"] = Field(
+        "fixed",
+        description="Placement of filters/channels in the array: fixed (filter k in slot k, the "
+        "paper) or workload (the mapping compiler groups filters and channels of similar "
+        "workload; no weight changes, see accelerator.order).",
     )
     clock_mhz: float = Field(400.0, gt=0, le=100000, description="Clock frequency (MHz).")
     bits: BitWidths = Field(default_factory=BitWidths, description="Word sizes (bits).")

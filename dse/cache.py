@@ -91,6 +91,8 @@ def ticket_key(point: DesignPoint, pe_index: dict[str, np.ndarray], n_pe: int) -
     if point.pruning.balance == "uticket":
         key["partition"] = partition_digest(pe_index)
         key["n_pe"] = n_pe
+        if point.accelerator.mapping_order != "fixed":  # the map then depends on the masks
+            key["mapping_order"] = point.accelerator.mapping_order
     return _digest(key)
 
 

@@ -36,7 +36,9 @@ def format_rounds(result: TrialResult) -> str:
     head = (
         f"{p.model.name} on {p.data.name} (T={p.model.timesteps}), "
         f"{p.accelerator.name}: {p.accelerator.pe_array.rows}x{p.accelerator.pe_array.cols} PEs, "
-        f"dataflow {p.accelerator.dataflow.value}, balance {p.pruning.balance}"
+        f"dataflow {p.accelerator.dataflow.value}, {p.accelerator.mapping_order} order, "
+        f"balance {p.pruning.balance}"
+        + (f" ({p.pruning.balance_cost})" if p.pruning.balance == "uticket" else "")
     )
     cols = (
         f"{'round':>5} {'sparsity':>9} {'accuracy':>9} {'util':>6} {'cycles':>12} "

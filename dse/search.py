@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -310,6 +311,10 @@ def create_study(loaded: LoadedSpace, storage: str, name: str, seed: int) -> opt
     return study
 
 
+TIMINGS_FILE = "timings.jsonl"
+"""Per-trial wall-clock anatomy written into the run directory (see ``_drive``)."""
+
+
 def run_search(opts: SearchOptions) -> dict[str, Any]:
     """Run (or resume) the study; returns a summary dict. Raises ConfigError/SearchError/
     StorageError on bad input."""
@@ -332,7 +337,10 @@ def run_search(opts: SearchOptions) -> dict[str, Any]:
         orphans = recover_orphans(study, None, set())
         t_start = time.time()
         with ray_session(opts, run_dir, workers):
-            _drive(study, loaded, opts, overrides, spec, cache_dir, n_trials, workers, timeout)
+            _drive(
+                study, loaded, opts, overrides, spec, cache_dir, n_trials, workers, timeout,
+                run_dir / TIMINGS_FILE,
+            )  # fmt: skip
         files = write_results(study, run_dir)
         states = count_states(study)
         return {
@@ -357,8 +365,14 @@ def _drive(
     n_trials: int,
     workers: int,
     timeout: float | None,
+    timings_path: Path,
 ) -> None:
-    """Keep ``workers`` trials in flight until the budget of complete trials (or the timeout)."""
+    """Keep ``workers`` trials in flight until the budget of complete trials (or the timeout).
+
+    Every finished trial appends one JSON line to ``timings_path``: the worker's breakdown
+    (storage ask/attrs/tell, the trial's own timings) plus the driver's submit and receive
+    times, whose difference minus the worker's time is the Ray overhead.
+    """
     import ray
 
     remote = ray.remote(Worker).options(
@@ -384,6 +398,7 @@ def _drive(
     pool = [start(i) for i in range(workers)]
     idle = list(range(workers))
     inflight: dict[Any, int] = {}
+    submitted: dict[Any, float] = {}
     deadline = None if timeout is None else time.time() + timeout
     states = count_states(study)
     complete, failed_before = states.get("COMPLETE", 0), states.get("FAIL", 0)
@@ -399,14 +414,17 @@ def _drive(
                 out_of_time = True  # something fails every trial: stop starting new ones
             while idle and not out_of_time and complete + len(inflight) < n_trials:
                 i = idle.pop()
-                inflight[pool[i][0].run_one.remote()] = i
+                ref = pool[i][0].run_one.remote()
+                inflight[ref] = i
+                submitted[ref] = time.time()
             if not inflight:
                 break
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
             for ref in ready:
                 i = inflight.pop(ref)
                 try:
-                    ray.get(ref)
+                    done = ray.get(ref)
+                    _log_timings(timings_path, done, pool[i][1], submitted.pop(ref), time.time())
                 except ray.exceptions.RayActorError:
                     dead = pool[i][1]
                     recover_orphans(study, STALE_SECONDS, {w for _, w in pool if w != dead})
@@ -421,6 +439,25 @@ def _drive(
         bar.close()
         for actor, _ in pool:
             ray.kill(actor)
+
+
+def _log_timings(
+    path: Path, done: dict[str, Any], worker: str, submitted: float, received: float
+) -> None:
+    """Append one trial's wall-clock anatomy to ``path`` (JSON lines; best effort)."""
+    row = {
+        **done,
+        "worker": worker,
+        "submitted": submitted,
+        "received": received,
+        "round_trip_seconds": received - submitted,
+        "ray_overhead_seconds": received - submitted - float(done.get("seconds", 0.0)),
+    }
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+    except OSError:
+        pass  # a diagnostics file never stops the study
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,6 +3,11 @@
 ``snn`` finds the ticket (it never sees the accelerator); this module hands it the PE map of the
 design point's accelerator as plain ``pe_index`` arrays, then scores every round's masks with
 ``accelerator.evaluate`` using the spike profile recorded while evaluating that round.
+
+With ``accelerator.mapping_order: workload`` the array places filters and channels by workload
+(:mod:`accelerator.order`). Plain LTH tickets are then simply scored under that order. u-Ticket
+balances each round for the order planned from that round's pruned (pre-balance) masks, and the
+round is scored under that same order, which is stored with the round.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from accelerator import Report, evaluate, pe_index
+from accelerator import LayerOrder, Report, evaluate, ordered_pe_index, pe_index, plan_orders
 from dse.cache import TicketCache, dense_key, ticket_key
 from dse.design import DesignPoint
 from snn.data import Splits, load_dataset
@@ -157,20 +162,32 @@ def _ticket_rounds(
     n_pe: int,
     progress: Progress | None,
 ) -> list[dict[str, Any]]:
-    """Prune rounds from the dense run; every round's masks, accuracy and spike profile."""
+    """Prune rounds from the dense run; every round's masks, accuracy and spike profile (and,
+    under a workload-ordered mapping with u-Ticket, the order each round was balanced for)."""
     collected: list[dict[str, Any]] = []
+    planned: list[dict[str, dict[str, list[int]]]] = []
+    config = point.accelerator
+
+    def workload_pe(masks: dict[str, np.ndarray], profile: dict[str, Any]) -> dict[str, Any]:
+        orders = plan_orders(config, masks, _profile_of(profile, masks))
+        planned.append({n: o.to_dict() for n, o in orders.items()})
+        return {n: ordered_pe_index(m.shape, config, orders[n]) for n, m in masks.items()}
 
     def on_round(info: RoundInfo) -> None:
-        collected.append(_round_dict(info))
+        row = _round_dict(info)
+        if info.round > 0 and planned:
+            row["orders"] = planned[-1]
+        collected.append(row)
         if progress is not None:
             progress("rounds", info.round + 1, point.pruning.rounds + 1)
 
+    by_workload = config.mapping_order == "workload" and point.pruning.balance == "uticket"
     find_ticket(
         point.model,
         splits,
         point.train,
         point.pruning,
-        pe_index=pe,
+        pe_index=workload_pe if by_workload else pe,
         n_pe=n_pe,
         dense=dense,
         on_round=on_round,
@@ -178,6 +195,18 @@ def _ticket_rounds(
     collected[0]["train_seconds"] = 0.0  # the dense round's training is counted by its owner
     collected[0]["eval_seconds"] = 0.0
     return collected
+
+
+def _profile_of(profile: dict[str, Any], masks: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The part of a spike profile that describes ``masks``' layers."""
+    layers = profile.get("layers", {})
+    return {"layers": {n: layers[n] for n in masks if n in layers}}
+
+
+def round_orders(row: dict[str, Any]) -> dict[str, LayerOrder] | None:
+    """The mapping order a stored round was balanced for, if any."""
+    stored = row.get("orders")
+    return None if not stored else {n: LayerOrder.from_dict(o) for n, o in stored.items()}
 
 
 def run_trial(
@@ -228,7 +257,7 @@ def run_trial(
     scores: list[RoundScore] = []
     report: Report | None = None
     for r in rounds:
-        report = evaluate(point.accelerator, r["masks"], r["profile"])
+        report = evaluate(point.accelerator, r["masks"], r["profile"], round_orders(r))
         scores.append(
             RoundScore(
                 round=int(r["round"]),

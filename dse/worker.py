@@ -173,6 +173,7 @@ class Worker:
     ) -> None:
         import torch
 
+        t0 = time.perf_counter()
         torch.set_num_threads(threads)
         self.threads = threads
         self.loaded: LoadedSpace = load_space(Path(space_path), overrides)
@@ -186,23 +187,52 @@ class Worker:
         self.dists = distributions(self.space)
         self.worker_id = worker_id
         self.node = socket.gethostname()
+        t_data = time.perf_counter()
         load_splits(DesignPoint.build(self.loaded, {}))  # once per worker, not per trial
+        self.init_data_seconds = time.perf_counter() - t_data
         self.ray_node = _ray_node_id()
+        self.init_seconds: float | None = time.perf_counter() - t0  # reported with trial 1
 
     def run_one(self) -> dict[str, Any]:
-        """Ask, run and tell one trial; returns ``{"number", "state", "seconds"}``."""
+        """Ask, run and tell one trial; returns ``{"number", "state", "seconds"}`` plus where
+        the worker's time went (``ask``/``attrs``/``tell`` storage round-trips, the trial's own
+        timings, and the actor's start-up with its first trial)."""
         t0 = time.perf_counter()
+        out = self._run_one()
+        out["seconds"] = time.perf_counter() - t0
+        if self.init_seconds is not None:
+            out["init_seconds"], out["init_data_seconds"] = (
+                self.init_seconds,
+                self.init_data_seconds,
+            )
+            self.init_seconds = None
+        return out
+
+    def _run_one(self) -> dict[str, Any]:
+        clock = time.perf_counter
+        t0 = clock()
         trial = self.study.ask(self.dists)
+        t_ask = clock()
         trial.set_user_attr("worker", self.worker_id)
         trial.set_user_attr("node", self.node)
         trial.set_user_attr("ray_node", self.ray_node)
         trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("heartbeat", time.time())
+        t_attrs = clock()
+        timings: dict[str, float] = {
+            "ask_seconds": t_ask - t0,
+            "attrs_seconds": t_attrs - t_ask,
+        }
         try:
             with _Heartbeat(self.study, trial._trial_id, HEARTBEAT_SECONDS):
                 assignments = {**trial.params, "train.num_threads": self.threads}
                 point = DesignPoint.build(self.loaded, assignments)
+                t_run = clock()
+                timings["build_seconds"] = t_run - t_attrs
                 result = run_trial(point, cache=self.cache)
+                timings["run_trial_seconds"] = clock() - t_run
+                timings.update({f"trial_{k}": v for k, v in result.timings.items()})
+            t_record = clock()
             for key, value in trial_attrs(result).items():
                 trial.set_user_attr(key, value)
             if self.space.constraints:
@@ -215,7 +245,10 @@ class Worker:
             values = [result.metrics[o.metric] for o in self.space.objectives]
             if not all(math.isfinite(v) for v in values):
                 raise FloatingPointError(f"non-finite objective values {values}")
+            t_tell = clock()
+            timings["attrs_seconds"] += t_tell - t_record
             self.study.tell(trial, values)
+            timings["tell_seconds"] = clock() - t_tell
             state = TrialState.COMPLETE
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}".strip()
@@ -223,4 +256,4 @@ class Worker:
             trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
             self.study.tell(trial, state=TrialState.FAIL)
             state = TrialState.FAIL
-        return {"number": trial.number, "state": state.name, "seconds": time.perf_counter() - t0}
+        return {"number": trial.number, "state": state.name, **timings}

@@ -14,7 +14,15 @@ Two documented choices of the paper vs. the authors' code are options:
   paper's text, default) or ``"pre_balance"`` (their code).
 
 With ``balance_mode="magnitude"`` the balancer receives the trained weights of the previous
-round (the ones magnitude pruning ranked) to choose what to recover/remove.
+round (the ones magnitude pruning ranked) to choose what to recover/remove. With
+``balance_cost="expected_work"`` (spike-aware) it levels non-zeros weighted by ``1 - z_c``, the
+share of the weight's input channel that tick batching does not skip, taken from the spike
+profile of the network being pruned (the previous round's, measured on the test split like every
+profile here; it holds activity only, no labels).
+
+The PE map may depend on the pruned masks (a mapping compiler that places filters by workload):
+pass ``pe_index`` as a callable ``(pre_balance_masks, profile) -> {layer: pe_index}``, called once
+per round just before balancing.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import torch
@@ -69,6 +77,12 @@ class TicketConfig(BaseModel):
     balance_mode: Literal["random", "magnitude"] = Field(
         "random", description="u-Ticket recovers/removes weights at random or by magnitude."
     )
+    balance_cost: Literal["nonzeros", "expected_work"] = Field(
+        "nonzeros",
+        description="What u-Ticket levels per PE: non-zero weights (the paper) or expected work, "
+        "non-zeros x (1 - tick-zero fraction of the input channel) (spike-aware; differs from "
+        "nonzeros when PEs read different channels, i.e. C and KC mappings).",
+    )
     balance_layers: Literal["all", "authors"] | list[str] = Field(
         "all",
         description="Layers to balance: all conv+linear, the authors' (conv except the first), "
@@ -80,6 +94,10 @@ class TicketConfig(BaseModel):
         "(authors' code).",
     )
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed for init, data order, balancing.")
+
+
+PeIndexFn: TypeAlias = Callable[[dict[str, np.ndarray], dict[str, Any]], Mapping[str, np.ndarray]]
+"""``(pre_balance_masks, profile) -> {layer: pe_index}``: a PE map chosen per round."""
 
 
 @dataclass
@@ -244,7 +262,7 @@ def find_ticket(
     train_cfg: TrainConfig,
     ticket_cfg: TicketConfig,
     *,
-    pe_index: Mapping[str, np.ndarray] | None = None,
+    pe_index: Mapping[str, np.ndarray] | PeIndexFn | None = None,
     n_pe: int | None = None,
     dense: DenseRun | None = None,
     on_round: Callable[[RoundInfo], None] | None = None,
@@ -252,7 +270,8 @@ def find_ticket(
     """Run the dense round (or reuse ``dense``) and ``ticket_cfg.rounds`` pruning rounds.
 
     ``pe_index``/``n_pe`` (required for ``balance="uticket"``): per-layer int64 arrays with the
-    weight shapes, value = group * n_pe + pe, as produced by ``accelerator.pe_index``.
+    weight shapes, value = group * n_pe + pe, as produced by ``accelerator.pe_index``; or a
+    :data:`PeIndexFn` that returns them per round.
     """
     seed = ticket_cfg.seed
     model = build_model(model_cfg, splits.in_shape, splits.n_classes, seed=seed)
@@ -306,7 +325,10 @@ def find_ticket(
         masks = pre
         if names:
             assert pe_index is not None and n_pe is not None
-            masks = {**pre, **_balance(model, pre, pe_index, n_pe, names, ticket_cfg, r)}
+            masks = {
+                **pre,
+                **_balance(model, pre, pe_index, n_pe, names, ticket_cfg, r, profile),
+            }
         balance_s = time.perf_counter() - t0
         rewind(model, dense.rewind_state, masks)
         tr = train(model, splits, train_cfg, masks=masks, seed=seed + r)
@@ -344,7 +366,7 @@ def find_ticket(
 
 
 def _check_pe_index(
-    pe_index: Mapping[str, np.ndarray] | None,
+    pe_index: Mapping[str, np.ndarray] | PeIndexFn | None,
     n_pe: int | None,
     names: list[str],
     shapes: dict[str, tuple[int, ...]],
@@ -353,6 +375,8 @@ def _check_pe_index(
         raise ValueError("balance='uticket' needs pe_index and n_pe (from the accelerator)")
     if n_pe < 1:
         raise ValueError(f"n_pe must be >= 1, got {n_pe}")
+    if callable(pe_index):
+        return  # checked each round, once it has produced the maps
     missing = [n for n in names if n not in pe_index]
     if missing:
         raise ValueError(f"pe_index has no entry for layers {missing}")
@@ -363,31 +387,54 @@ def _check_pe_index(
             )
 
 
+def channel_costs(profile: dict[str, Any], names: list[str]) -> dict[str, np.ndarray]:
+    """Expected work per weight of each input channel, ``1 - z_c``, from a spike profile."""
+    out: dict[str, np.ndarray] = {}
+    for n in names:
+        layer = profile.get("layers", {}).get(n, {})
+        z = layer.get("channel_tick_zero_fraction")
+        if z is None:
+            raise ValueError(
+                f"balance_cost='expected_work' needs the per-channel tick-zero fraction of layer "
+                f"'{n}' in the spike profile"
+            )
+        out[n] = 1.0 - np.asarray(z, dtype=np.float64)
+    return out
+
+
 def _balance(
     model: SpikingNet,
     pre: dict[str, Tensor],
-    pe_index: Mapping[str, np.ndarray],
+    pe_index: Mapping[str, np.ndarray] | PeIndexFn,
     n_pe: int,
     names: list[str],
     cfg: TicketConfig,
     round_: int,
+    profile: dict[str, Any],
 ) -> dict[str, Tensor]:
     """Call ``snn.uticket.balance`` on the selected layers; returns their new torch masks."""
     from snn.uticket import balance
 
+    pre_np = {n: pre[n].numpy().copy() for n in names}
+    if callable(pe_index):
+        pe_index = pe_index(pre_np, profile)
+        shapes = {n: tuple(pre[n].shape) for n in names}
+        _check_pe_index(dict(pe_index), n_pe, names, shapes)
     layers = model.prunable()
     weights = (
         {n: layers[n].weight.detach().cpu().numpy().copy() for n in names}
         if cfg.balance_mode == "magnitude"
         else None
     )
+    costs = channel_costs(profile, names) if cfg.balance_cost == "expected_work" else None
     out = balance(
-        {n: pre[n].numpy().copy() for n in names},
+        pre_np,
         {n: pe_index[n] for n in names},
         n_pe,
         seed=cfg.seed + round_,
         mode=cfg.balance_mode,
         weights=weights,
+        channel_cost=costs,
     )
     new = to_torch_masks({n: out[n] for n in names})
     for n in names:

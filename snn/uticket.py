@@ -8,6 +8,17 @@ magnitude (``mode="magnitude"``: drop the smallest survivors, recover the larges
 weights). A PE whose capacity is below the target is filled completely. PEs already on target
 are never touched. Afterwards every group has equal workloads, so Eq. 2 utilization is 1.0.
 
+Spike-aware variant (``channel_cost``): a weight's expected work is the cost of its input
+channel (e.g. ``1 - z_c``, the share of input neurons not skipped by tick batching), and the PEs
+of a group are levelled on expected work ``q[p] = sum of costs of p's survivors`` instead of on
+non-zeros. The level is the group's mean ``Q`` over mapped PEs. A PE above it keeps
+``ceil(Q / mean survivor cost)`` survivors (rounding up, like u-Ticket's ``ceil(mean)``, so a
+group never loses its last weight); the group's new peak ``L`` is the largest trimmed ``q``. A PE
+below ``Q`` recovers ``floor((L - q[p]) / mean free-slot cost)`` weights, free in latency, but
+never beyond the count-based target ``ceil(mean non-zeros)`` (recovering costless weights would
+only lower sparsity) and never on a PE whose free slots cost nothing. Which weights go or come back is chosen as above. Levelling
+is in expectation, so it is exact only when a PE's weights share one cost (one channel per PE).
+
 The PE map is plain data: ``pe_index[name]`` has the weight's shape and holds
 ``group * n_pe + pe`` for every weight (``accelerator.pe_index`` returns exactly that, as a
 broadcast view whose repeated axes are detected here and never expanded). Nothing here loops
@@ -283,6 +294,40 @@ def _recover_enumerate(
     flat[pos[take]] = True
 
 
+def _slot_cost(cells: _Cells, cost: np.ndarray, channels: int) -> np.ndarray:
+    """Total cost of every slot (pruned or not) of each PE, ``(n_values,)``."""
+    if 1 in cells.broadcast:  # every cell spans all channels (e.g. the K mapping)
+        per_cell = np.full(cells.values.size, cost.sum() * cells.rep / channels)
+    else:
+        ch = np.unravel_index(np.arange(cells.values.size), cells.compact_shape)[1]
+        per_cell = cost[ch] * cells.rep
+    out: np.ndarray = np.bincount(cells.values, weights=per_cell, minlength=cells.n_values)
+    return out
+
+
+def _cost_targets(
+    work: np.ndarray, q: np.ndarray, slot_cost: np.ndarray, capacity: np.ndarray, n_pe: int
+) -> np.ndarray:
+    """Per-PE survivor counts that level expected work ``q`` (see the module docstring)."""
+    d, qq = work.reshape(-1, n_pe).astype(np.float64), q.reshape(-1, n_pe)
+    cap = capacity.reshape(-1, n_pe)
+    mapped = np.maximum((cap > 0).sum(axis=1, keepdims=True), 1)
+    level = qq.sum(axis=1, keepdims=True) / mapped
+    count_target = np.ceil(d.sum(axis=1, keepdims=True) / mapped)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_kept = np.where(d > 0, qq / d, 0.0)
+        keep = np.where(mean_kept > 0, np.ceil(level / mean_kept - 1e-9), d)
+        trimmed = np.where(qq > level, np.minimum(keep, d), d)
+        ceiling = (trimmed * mean_kept).max(axis=1, keepdims=True)
+        free = cap - d
+        mean_free = np.where(free > 0, (slot_cost.reshape(-1, n_pe) - qq) / free, 0.0)
+        add = np.where(mean_free > 1e-12, np.floor((ceiling - qq) / mean_free + 1e-9), 0.0)
+    grow = np.minimum(d + np.maximum(add, 0), np.maximum(d, count_target))
+    target = np.where(qq > level, trimmed, np.where(qq < level, grow, d))
+    out: np.ndarray = np.clip(target, 0, cap).astype(np.int64).reshape(-1)
+    return out
+
+
 def balance_layer(
     mask: np.ndarray,
     pe_index: np.ndarray,
@@ -290,6 +335,7 @@ def balance_layer(
     rng: np.random.Generator,
     mode: Mode = "random",
     weight: np.ndarray | None = None,
+    channel_cost: np.ndarray | None = None,
 ) -> np.ndarray:
     """Balance one layer's mask (see the module docstring); returns a new bool array."""
     out = np.array(mask, dtype=bool, order="C")  # a copy: the caller's mask is not modified
@@ -298,7 +344,14 @@ def balance_layer(
     pos = np.flatnonzero(flat)
     val = cells.values[cells.cell_of(pos)]
     work = np.bincount(val, minlength=cells.n_values)
-    target = _targets(work, cells.capacity, n_pe)
+    if channel_cost is None:
+        target = _targets(work, cells.capacity, n_pe)
+    else:
+        inner = int(np.prod(mask.shape[2:], dtype=np.int64))
+        cost_of = channel_cost[(pos // inner) % mask.shape[1]]
+        q = np.bincount(val, weights=cost_of, minlength=cells.n_values)
+        slot_cost = _slot_cost(cells, channel_cost, mask.shape[1])
+        target = _cost_targets(work, q, slot_cost, cells.capacity, n_pe)
     delta = target - work
     w = None if weight is None else np.asarray(weight, dtype=np.float64).reshape(-1)
     if (delta < 0).any():
@@ -325,11 +378,14 @@ def balance(
     seed: int,
     mode: Mode = "random",
     weights: Mapping[str, Any] | None = None,
+    channel_cost: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Balance every layer of ``masks`` for its PE map; returns new masks of the input types.
 
     ``masks``/``pe_index``/``weights`` are dicts keyed by layer name with arrays (numpy or
-    torch) of equal shapes. ``mode="magnitude"`` needs ``weights``. Deterministic for a seed.
+    torch) of equal shapes. ``mode="magnitude"`` needs ``weights``. ``channel_cost`` (optional,
+    per layer a vector of length ``C_in`` in [0, 1]) switches to spike-aware levelling of
+    expected work. Deterministic for a seed.
     """
     if mode not in ("random", "magnitude"):
         raise BalanceError(f"mode must be 'random' or 'magnitude', got {mode!r}")
@@ -351,7 +407,17 @@ def balance(
         w = None if weights is None else _to_numpy(weights[name])
         if w is not None and w.shape != mask.shape:
             raise BalanceError(f"layer '{name}': weight shape {w.shape} != mask shape {mask.shape}")
+        cost = None
+        if channel_cost is not None and name in channel_cost:
+            cost = np.asarray(_to_numpy(channel_cost[name]), dtype=np.float64)
+            if mask.ndim < 2 or cost.shape != (mask.shape[1],):
+                raise BalanceError(
+                    f"layer '{name}': channel_cost has shape {cost.shape}, "
+                    f"expected ({mask.shape[1] if mask.ndim > 1 else '?'},)"
+                )
+            if not np.all((cost >= 0) & (cost <= 1)):
+                raise BalanceError(f"layer '{name}': channel_cost values must lie in [0, 1]")
         mask = mask if mask.dtype == np.bool_ else mask != 0
-        new = balance_layer(mask, index, n_pe, layer_seed(seed, name), mode, w)
+        new = balance_layer(mask, index, n_pe, layer_seed(seed, name), mode, w, cost)
         out[name] = _like(raw, new)
     return out

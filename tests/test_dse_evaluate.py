@@ -91,3 +91,43 @@ def test_module_runs_in_a_fresh_process() -> None:
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["metrics"]["utilization"] == pytest.approx(1.0)
+
+
+def test_workload_order_with_uticket_balances_for_the_planned_map(tmp_path: Path) -> None:
+    cache = TicketCache(tmp_path / "cache")
+    p = point(
+        "pruning.balance=uticket", "accelerator.dataflow=KC", "accelerator.mapping_order=workload"
+    )
+    first = run_trial(p, cache=cache)
+    assert all(r.utilization == pytest.approx(1.0) for r in first.rounds)
+    again = run_trial(p, cache=cache)  # scored from the cache with the stored orders
+    assert again.cache["ticket"] == "hit"
+    assert again.metrics == first.metrics
+    # a fixed-order u-Ticket entry is a different ticket
+    fixed = run_trial(point("pruning.balance=uticket", "accelerator.dataflow=KC"), cache=cache)
+    assert fixed.cache["ticket"] == "miss"
+
+
+def test_workload_order_alone_keeps_the_ticket_and_never_slows_it() -> None:
+    lth = run_trial(point("pruning.balance=none", "accelerator.dataflow=K"))
+    ordered = run_trial(
+        point(
+            "pruning.balance=none", "accelerator.dataflow=K", "accelerator.mapping_order=workload"
+        )
+    )
+    for a, b in zip(lth.rounds, ordered.rounds, strict=True):
+        assert (a.accuracy, a.sparsity) == (b.accuracy, b.sparsity)
+        assert b.cycles <= a.cycles
+        assert b.utilization >= a.utilization - 1e-12
+
+
+def test_spike_aware_uticket_runs_end_to_end() -> None:
+    r = run_trial(
+        point(
+            "pruning.balance=uticket",
+            "pruning.balance_cost=expected_work",
+            "accelerator.dataflow=C",
+        )
+    )
+    assert r.point.pruning.balance_cost == "expected_work"
+    assert 0.0 < r.metrics["sparsity"] < 1.0 and r.metrics["latency"] > 0

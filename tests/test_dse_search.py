@@ -100,6 +100,17 @@ def test_budget_results_and_attributes(finished_run: Path) -> None:
     assert front and all("design_point" in f and "params" in f for f in front)
 
 
+def test_timings_log_accounts_for_every_trial(finished_run: Path) -> None:
+    rows = [json.loads(x) for x in (finished_run / "timings.jsonl").read_text().splitlines()]
+    assert sorted(r["number"] for r in rows) == [0, 1, 2, 3]
+    for r in rows:
+        parts = r["ask_seconds"] + r["attrs_seconds"] + r["build_seconds"] + r["tell_seconds"]
+        assert 0 < parts + r["run_trial_seconds"] <= r["seconds"] + 1e-6
+        assert r["trial_train_seconds"] <= r["run_trial_seconds"]
+        assert r["round_trip_seconds"] >= r["seconds"] and r["ray_overhead_seconds"] >= 0
+    assert sum("init_seconds" in r for r in rows) == 2  # one start-up per worker
+
+
 def test_resume_keeps_complete_trials(finished_run: Path, tmp_path: Path) -> None:
     before = {t.number for t in load(finished_run).trials if t.state.name == "COMPLETE"}
     argv = [

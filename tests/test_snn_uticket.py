@@ -141,3 +141,83 @@ def test_property_balanced_and_on_target_untouched(
     idx = np.array(index)
     on = (before == target).ravel()[idx]
     assert (out[on] == mask[on]).all()
+
+
+def expected_work(mask: np.ndarray, index: np.ndarray, cost: np.ndarray, n_pe: int) -> np.ndarray:
+    """Per-PE ``sum of channel costs of the survivors`` as (groups, n_pe), by brute force."""
+    idx = np.array(index).ravel()
+    size = (idx.max() // n_pe + 1) * n_pe
+    per_weight = np.broadcast_to(cost.reshape((1, -1) + (1,) * (mask.ndim - 2)), mask.shape)
+    return np.bincount(idx, weights=(per_weight * mask).ravel(), minlength=size).reshape(-1, n_pe)
+
+
+def test_spike_aware_levels_expected_work_with_one_channel_per_pe() -> None:
+    rng = np.random.default_rng(4)
+    config = cfg(2, 2, "C")  # 4 PEs, 4 input channels: every PE reads one channel
+    mask = rng.random((30, 4, 5, 5)) < 0.5
+    cost = np.array([0.9, 0.2, 0.6, 0.45])
+    index = pe_index(mask.shape, config)
+    plain = balance({"w": mask}, {"w": index}, 4, seed=0)["w"]
+    aware = balance({"w": mask}, {"w": index}, 4, seed=0, channel_cost={"w": cost})["w"]
+    spread = {}
+    for label, m in (("plain", plain), ("aware", aware)):
+        q = expected_work(m, index, cost, 4)
+        spread[label] = float((q.max(axis=1) - q.mean(axis=1)).sum())
+        assert spread[label] >= 0
+    assert spread["aware"] < 0.5 * spread["plain"]
+    # trimmed to the group's level, rounding up by less than one weight of the PE's channel
+    before = expected_work(mask, index, cost, 4)
+    after = expected_work(aware, index, cost, 4)
+    level = before.mean(axis=1, keepdims=True)
+    over = before > level
+    excess = (after - level)[over]
+    assert (excess >= -1e-9).all() and (excess < np.broadcast_to(cost, over.shape)[over]).all()
+    # recovery never raises a group's peak: it adds no latency
+    assert (after.max(axis=1) <= before.max(axis=1) + 1e-9).all()
+    # recovery never goes beyond the count-based target ceil(mean non-zeros)
+    counts_before, _ = per_pe(mask, index, 4)
+    counts_after, _ = per_pe(aware, index, 4)
+    ceil_mean = np.ceil(counts_before.mean(axis=1, keepdims=True))
+    grew = counts_after > counts_before
+    assert (counts_after[grew] <= np.broadcast_to(ceil_mean, grew.shape)[grew]).all()
+
+
+def test_spike_aware_never_recovers_onto_silent_channels() -> None:
+    config = cfg(1, 2, "C")
+    mask = np.zeros((3, 2, 3, 3), dtype=bool)
+    mask[:, 0] = True  # PE 0 busy, PE 1 (a silent channel) empty
+    index = pe_index(mask.shape, config)
+    out = balance({"w": mask}, {"w": index}, 2, seed=0, channel_cost={"w": np.array([1.0, 0.0])})
+    assert not out["w"][:, 1].any()
+
+
+def test_spike_aware_lowers_compute_latency_on_c_mapping() -> None:
+    rng = np.random.default_rng(0)
+    config = cfg(4, 4, "C")
+    mask = rng.random((32, 64, 3, 3)) < 0.3
+    cost = np.clip(rng.random(64) * 1.2 - 0.1, 0, 1)
+    profile = {
+        "layers": {
+            "w": {
+                "positions": 16,
+                "timesteps": 4,
+                "channel_tick_zero_fraction": (1 - cost).tolist(),
+            }
+        }
+    }
+    index = {"w": pe_index(mask.shape, config)}
+    plain = balance({"w": mask}, index, 16, seed=0)
+    aware = balance({"w": mask}, index, 16, seed=0, channel_cost={"w": cost})
+    a = evaluate(config, plain, profile).layers[0]
+    b = evaluate(config, aware, profile).layers[0]
+    assert b.compute_cycles < 0.8 * a.compute_cycles
+    assert b.utilization_effective > a.utilization_effective
+
+
+def test_channel_cost_is_validated() -> None:
+    mask = np.ones((4, 3), dtype=bool)
+    index = {"w": pe_index(mask.shape, cfg(1, 2, "C"))}
+    with pytest.raises(BalanceError, match="channel_cost has shape"):
+        balance({"w": mask}, index, 2, seed=0, channel_cost={"w": np.ones(4)})
+    with pytest.raises(BalanceError, match=r"lie in \[0, 1\]"):
+        balance({"w": mask}, index, 2, seed=0, channel_cost={"w": np.array([0.5, 2.0, 0.1])})
