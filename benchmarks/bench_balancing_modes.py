@@ -151,6 +151,57 @@ def table(rows: list[dict[str, Any]], dataset: str, flows: list[str]) -> str:
     return "\n".join(out)
 
 
+def _curve(rows: list[dict[str, Any]], dataset: str, flow: str, mode: str) -> np.ndarray | None:
+    """Seed-mean (sparsity, latency, accuracy) per round 0..5, sorted by sparsity."""
+    pts = []
+    for rnd in range(0, 6):
+        s = [
+            r
+            for r in rows
+            if (r["dataset"], r["dataflow"], r["mode"], r["round"]) == (dataset, flow, mode, rnd)
+        ]
+        if s:
+            pts.append([_mean(s, "sparsity"), _mean(s, "latency_us"), _mean(s, "accuracy")])
+    if not pts:
+        return None
+    arr = np.array(sorted(pts))
+    return arr
+
+
+def matched(rows: list[dict[str, Any]], dataset: str, flows: list[str]) -> str:
+    """Latency and accuracy of every mode interpolated (linearly in sparsity, between rounds) at
+    the same sparsities: the fair comparison, since balancing moves sparsity."""
+    targets = (0.85, 0.90, 0.95)
+    head = " | ".join(f"{int(100 * t)} %: latency us / acc %" for t in targets)
+    out = [
+        f"#### {dataset}: at matched sparsity (interpolated between rounds)",
+        "",
+        f"| map | mode | {head} | latency vs u-Ticket at 90 % |",
+        "|---|---|" + "---|" * len(targets) + "---|",
+    ]
+    for flow in flows:
+        ref = _curve(rows, dataset, flow, "u-Ticket")
+        for label, *_ in MODES:
+            c = _curve(rows, dataset, flow, label)
+            if c is None:
+                continue
+            cells = []
+            for t in targets:
+                if c[0, 0] <= t <= c[-1, 0]:
+                    lat = np.interp(t, c[:, 0], c[:, 1])
+                    acc = np.interp(t, c[:, 0], c[:, 2])
+                    cells.append(f"{lat:.2f} / {100 * acc:.1f}")
+                else:
+                    cells.append("out of range")
+            vs = "n/a"
+            if ref is not None and c[0, 0] <= 0.9 <= c[-1, 0] and ref[0, 0] <= 0.9 <= ref[-1, 0]:
+                a = np.interp(0.9, c[:, 0], c[:, 1])
+                b = np.interp(0.9, ref[:, 0], ref[:, 1])
+                vs = f"{100 * (a / b - 1):+.1f} %"
+            out.append(f"| {flow} | {label} | " + " | ".join(cells) + f" | {vs} |")
+    return "\n".join(out)
+
+
 def plot(rows: list[dict[str, Any]], datasets: list[str], flows: list[str], path: Path) -> None:
     """Latency and accuracy against sparsity, one panel pair per (dataset, dataflow)."""
     import matplotlib
@@ -160,6 +211,7 @@ def plot(rows: list[dict[str, Any]], datasets: list[str], flows: list[str], path
 
     panels = [(d, f) for d in datasets for f in flows]
     fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 7), squeeze=False)
+    colors = {m[0]: plt.get_cmap("tab10")(i) for i, m in enumerate(MODES)}
     for col, (dataset, flow) in enumerate(panels):
         for label, *_ in MODES:
             pts = []
@@ -178,14 +230,18 @@ def plot(rows: list[dict[str, Any]], datasets: list[str], flows: list[str], path
                 continue
             sp, lat, acc = (np.array(v) for v in zip(*pts, strict=True))
             style = "--" if label.startswith("reorder") else "-"
-            axes[0, col].plot(100 * sp, lat, style, marker="o", ms=3, label=label)
-            axes[1, col].plot(100 * sp, 100 * acc, style, marker="o", ms=3, label=label)
+            kw = {"marker": "o", "ms": 3, "label": label, "color": colors[label]}
+            axes[0, col].plot(100 * sp, lat, style, **kw)
+            axes[1, col].plot(100 * sp, 100 * acc, style, **kw)
         axes[0, col].set_title(f"{dataset}, dataflow {flow}, 16 PEs")
         axes[0, col].set_ylabel("latency (us)")
         axes[1, col].set_ylabel("test accuracy (%)")
         axes[1, col].set_xlabel("weight sparsity (%)")
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = max(
+        (ax.get_legend_handles_labels() for ax in axes[0]), key=lambda hl: len(hl[1])
+    )
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=110)
 
 
@@ -197,17 +253,25 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--cache", default=str(ROOT / "runs" / "cache"))
     parser.add_argument("--name", default="balancing_modes")
+    parser.add_argument(
+        "--report-only", action="store_true", help="re-make tables/plot from the saved JSON"
+    )
     args = parser.parse_args()
     flows = tuple(args.flows)
-    jobs = [(d, s, args.cache, flows) for d in args.datasets for s in args.seeds]
     t0 = time.perf_counter()
-    with mp.get_context("spawn").Pool(args.jobs) as pool:
-        rows = [row for part in pool.map(run_job, jobs, chunksize=1) for row in part]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(
-        json.dumps({"settings": SETTINGS, "arrays": ARRAYS, "rows": rows}, indent=1)
+    if args.report_only:
+        rows = json.loads((RESULTS / f"{args.name}.json").read_text())["rows"]
+    else:
+        jobs = [(d, s, args.cache, flows) for d in args.datasets for s in args.seeds]
+        with mp.get_context("spawn").Pool(args.jobs) as pool:
+            rows = [row for part in pool.map(run_job, jobs, chunksize=1) for row in part]
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"{args.name}.json").write_text(
+            json.dumps({"settings": SETTINGS, "arrays": ARRAYS, "rows": rows}, indent=1)
+        )
+    md = "\n\n".join(
+        f"{table(rows, d, list(flows))}\n\n{matched(rows, d, list(flows))}" for d in args.datasets
     )
-    md = "\n\n".join(table(rows, d, list(flows)) for d in args.datasets)
     (RESULTS / f"{args.name}.md").write_text(md + "\n")
     plot(rows, args.datasets, list(flows), RESULTS / f"{args.name}.png")
     print(md)

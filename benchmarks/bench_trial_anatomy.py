@@ -10,10 +10,13 @@ and the driver's submit/receive times) and the command's wall clock:
 - training, evaluation (test accuracy + spike profile per round), balancing, scoring, cache I/O;
 - pruning & bookkeeping: the rest of ``run_trial`` (magnitude pruning, rewinding, mask copies);
 - storage: Optuna ask (incl. the sampler), user attributes and tell;
-- Ray: driver round trip minus the worker's time; driver gaps: between a worker's result and its
-  next submission (the driver polls storage for the progress bar and the budget);
-- start-up and results: the command's wall time outside the study (Python + Ray start,
-  actors, writing the result files).
+- Ray: driver round trip minus the worker's time, for every trial but each worker's first;
+  driver gaps: between a worker's result and its next submission (the driver polls storage for
+  the progress bar and the budget);
+- worker start-up: the excess of each worker's first round trip (actor process, imports; its
+  dataset load is counted under data loading);
+- start-up and results: the command's wall time outside the study (Python + Ray start, writing
+  the result files), once per worker.
 
 Run: ``python benchmarks/bench_trial_anatomy.py [--trials 16]``. Writes
 ``results/trial_anatomy.{json,png}``; runs go to ``runs/bench-anatomy/`` (git-ignored).
@@ -46,60 +49,66 @@ PARTS = (
     "storage",
     "Ray",
     "driver gaps",
+    "worker start-up",
     "start-up and results",
 )
 
 
 def run(workers: int, trials: int) -> dict[str, Any]:
-    """One search; returns seconds per part (summed over workers) and the command's wall."""
+    """One search (every trial trains); returns :func:`analyze` of its log."""
     out = OUT / f"workers{workers}"
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "dse.search", "--out", str(out), "--no-progress", "--no-cache"]
     cmd += ["--workers", str(workers), "--n-trials", str(trials)]
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
-    wall = time.perf_counter() - t0
+    (out / "wall_seconds").write_text(str(time.perf_counter() - t0))
+    return analyze(out, workers)
+
+
+def analyze(out: Path, workers: int) -> dict[str, Any]:
+    """Seconds per part (summed over workers) from ``timings.jsonl`` and the command's wall."""
+    wall = float((out / "wall_seconds").read_text())
     rows = [json.loads(x) for x in (out / "timings.jsonl").read_text().splitlines()]
-    s = {k: sum(float(r.get(k, 0.0)) for r in rows) for k in rows[0] if k.endswith("seconds")}
-    s["init_data_seconds"] = sum(float(r.get("init_data_seconds", 0.0)) for r in rows)
-    s["init_seconds"] = sum(float(r.get("init_seconds", 0.0)) for r in rows)
-    in_trial = (
-        s["trial_setup_seconds"]
-        + s["trial_train_seconds"]
-        + s["trial_eval_seconds"]
-        + s["trial_balance_seconds"]
-        + s["trial_score_seconds"]
-        + s["trial_cache_seconds"]
-    )
+
+    def total(key: str, sel: list[dict[str, Any]] = rows) -> float:
+        return sum(float(r.get(key, 0.0)) for r in sel)
+
+    firsts = [r for r in rows if "init_seconds" in r]
+    others = [r for r in rows if "init_seconds" not in r]
+    stages = ("setup", "train", "eval", "balance", "score", "cache")
+    in_trial = sum(total(f"trial_{k}_seconds") for k in stages)
     gaps = 0.0
     for w in {r["worker"] for r in rows}:
         mine = sorted((r for r in rows if r["worker"] == w), key=lambda r: r["submitted"])
         gaps += sum(b["submitted"] - a["received"] for a, b in itertools.pairwise(mine))
     study_span = max(r["received"] for r in rows) - min(r["submitted"] for r in rows)
     parts = {
-        "data loading": s["init_data_seconds"] + s["trial_setup_seconds"],
-        "training": s["trial_train_seconds"],
-        "evaluation": s["trial_eval_seconds"],
-        "balancing": s["trial_balance_seconds"],
-        "scoring": s["trial_score_seconds"],
-        "cache I/O": s["trial_cache_seconds"],
-        "pruning & bookkeeping": s["run_trial_seconds"] - in_trial,
-        "design point": s["build_seconds"],
-        "storage": s["ask_seconds"] + s["attrs_seconds"] + s["tell_seconds"],
-        "Ray": s["ray_overhead_seconds"],
+        "data loading": total("init_data_seconds") + total("trial_setup_seconds"),
+        "training": total("trial_train_seconds"),
+        "evaluation": total("trial_eval_seconds"),
+        "balancing": total("trial_balance_seconds"),
+        "scoring": total("trial_score_seconds"),
+        "cache I/O": total("trial_cache_seconds"),
+        "pruning & bookkeeping": total("run_trial_seconds") - in_trial,
+        "design point": total("build_seconds"),
+        "storage": total("ask_seconds") + total("attrs_seconds") + total("tell_seconds"),
+        "Ray": total("ray_overhead_seconds", others),
         "driver gaps": gaps,
-        "start-up and results": workers * (wall - study_span) - s["init_data_seconds"],
+        "worker start-up": total("ray_overhead_seconds", firsts) - total("init_data_seconds"),
+        "start-up and results": workers * (wall - study_span),
     }
-    busy = sum(parts.values())  # worker-seconds of the command (workers x wall, roughly)
-    trial_time = s["round_trip_seconds"]
+    trial_time = total("seconds") + total("ray_overhead_seconds", others)
     return {
         "workers": workers,
         "trials": len(rows),
         "wall_seconds": wall,
         "study_seconds": study_span,
         "parts_seconds": parts,
-        "outside_training_of_trial_time": 1 - s["trial_train_seconds"] / trial_time,
-        "outside_training_of_command": 1 - s["trial_train_seconds"] / busy,
+        "outside_training_of_trial_time": 1 - parts["training"] / trial_time,
+        "outside_training_of_command": 1 - parts["training"] / sum(parts.values()),
+        "ray_ms_per_trial": 1e3 * parts["Ray"] / max(len(others), 1),
+        "storage_ms_per_trial": 1e3 * parts["storage"] / len(rows),
         "per_trial_ms": {k: 1e3 * v / len(rows) for k, v in parts.items()},
     }
 
@@ -130,15 +139,21 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--report-only", action="store_true", help="re-analyze the last runs' logs")
     args = parser.parse_args()
-    results = [run(w, args.trials) for w in (1, 2)]
+    if args.report_only:
+        results = [analyze(OUT / f"workers{w}", w) for w in (1, 2)]
+    else:
+        results = [run(w, args.trials) for w in (1, 2)]
     for r in results:
         total = sum(r["parts_seconds"].values())
         print(
             f"\n{r['workers']} worker(s): {r['trials']} trials in {r['wall_seconds']:.1f} s "
             f"(study {r['study_seconds']:.1f} s); outside training: "
             f"{100 * r['outside_training_of_trial_time']:.1f} % of trial time, "
-            f"{100 * r['outside_training_of_command']:.1f} % of the whole command"
+            f"{100 * r['outside_training_of_command']:.1f} % of the whole command; "
+            f"Ray {r['ray_ms_per_trial']:.1f} ms and storage {r['storage_ms_per_trial']:.1f} ms "
+            "per trial"
         )
         print(f"{'part':24s} {'s':>8s} {'share %':>8s} {'ms/trial':>9s}")
         for part in PARTS:

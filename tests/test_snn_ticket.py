@@ -118,8 +118,18 @@ def _fake_uticket(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         seed: int,
         mode: str = "random",
         weights: dict[str, np.ndarray] | None = None,
+        channel_cost: dict[str, np.ndarray] | None = None,
     ) -> dict[str, np.ndarray]:
-        calls.append(dict(layers=list(masks), seed=seed, mode=mode, n_pe=n_pe, weights=weights))
+        calls.append(
+            dict(
+                layers=list(masks),
+                seed=seed,
+                mode=mode,
+                n_pe=n_pe,
+                weights=weights,
+                channel_cost=channel_cost,
+            )
+        )
         assert all(pe_index[k].shape == masks[k].shape for k in masks)
         assert all(m.dtype == np.bool_ for m in masks.values())
         return {k: np.ones_like(m) for k, m in masks.items()}
@@ -156,6 +166,28 @@ def test_uticket_wiring_with_stand_in(
     base = r1.masks if carry == "balanced" else r1.pre_balance_masks
     alive = sum(int(m.sum()) for m in base.values())
     assert sum(int(m.sum()) for m in r2.pre_balance_masks.values()) == alive - round(0.25 * alive)
+
+
+def test_spike_aware_costs_and_per_round_maps(
+    digits: Splits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _fake_uticket(monkeypatch)
+    cfg = TicketConfig(rounds=2, seed=1, balance="uticket", balance_cost="expected_work")
+    seen: list[tuple[set[str], dict[str, Any]]] = []
+    fixed = _pe_index(MODEL)
+
+    def per_round(pre: dict[str, np.ndarray], profile: dict[str, Any]) -> dict[str, np.ndarray]:
+        seen.append((set(pre), profile))
+        return fixed
+
+    infos: list[RoundInfo] = []
+    find_ticket(MODEL, digits, TRAIN, cfg, pe_index=per_round, n_pe=16, on_round=infos.append)
+    assert len(seen) == 2 and seen[0][0] == {"conv1", "conv2", "fc"}
+    # each round balances with the profile of the network it prunes: the previous round's
+    for call, (_, profile), info in zip(calls, seen, infos, strict=False):
+        assert profile is info.profile
+        z = np.asarray(profile["layers"]["conv2"]["channel_tick_zero_fraction"])
+        assert np.allclose(call["channel_cost"]["conv2"], 1 - z)
 
 
 def test_uticket_needs_pe_index(digits: Splits) -> None:
