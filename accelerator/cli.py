@@ -51,9 +51,9 @@ def load_masks(path: str | Path) -> dict[str, np.ndarray]:
 def format_table(report: Report) -> str:
     """Human-readable per-layer table with network totals."""
     head = (
-        f"{report.accelerator}: dataflow {report.dataflow}, PE array "
-        f"{report.pe_array[0]}x{report.pe_array[1]} = {report.n_pe} PEs, area {report.area_mm2:.3f}"
-        " mm^2"
+        f"{report.accelerator}: dataflow {report.dataflow} ({report.mapping_order} order), "
+        f"PE array {report.pe_array[0]}x{report.pe_array[1]} = {report.n_pe} PEs, "
+        f"area {report.area_mm2:.3f} mm^2"
     )
     cols = (
         f"{'layer':<16} {'shape':<16} {'sparsity':>8} {'util':>6} {'work':>10} {'idle':>10} "

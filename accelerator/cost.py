@@ -177,6 +177,7 @@ class Report:
     seconds: float
     energy_pj: dict[str, float]
     area_mm2: float
+    mapping_order: str = "fixed"
     utilization_weighting: str = "parameter count (mean of layer utilizations weighted by weights)"
 
     @property
@@ -549,4 +550,5 @@ def _network(config: AcceleratorConfig, layers: list[LayerReport]) -> Report:
         seconds=cycles / (config.clock_mhz * 1e6),
         energy_pj=energy,
         area_mm2=area_mm2(config),
+        mapping_order=config.mapping_order,
     )

@@ -31,12 +31,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "benchmarks" / "results"
-SPACES = {
-    "digits": ROOT / "search_spaces/default.yaml",
-    "mnist5k": ROOT / "search_spaces/mnist5k.yaml",
-}
-SETTINGS = ["pruning.rate=0.55", "pruning.rounds=5", "pruning.rewind_epoch=1"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import EMBEDDED_SPACES as SPACES
+from common import RESULTS, seed_mean_curve
+from common import TABLE_SETTINGS as SETTINGS
+
 ARRAYS = {"K": (4, 4), "C": (4, 4), "KC": (4, 4)}
 ROUNDS = (3, 4, 5)
 # label, pruning.balance, accelerator.mapping_order, pruning.balance_cost, dataflows
@@ -153,19 +152,8 @@ def table(rows: list[dict[str, Any]], dataset: str, flows: list[str]) -> str:
 
 def _curve(rows: list[dict[str, Any]], dataset: str, flow: str, mode: str) -> np.ndarray | None:
     """Seed-mean (sparsity, latency, accuracy) per round 0..5, sorted by sparsity."""
-    pts = []
-    for rnd in range(0, 6):
-        s = [
-            r
-            for r in rows
-            if (r["dataset"], r["dataflow"], r["mode"], r["round"]) == (dataset, flow, mode, rnd)
-        ]
-        if s:
-            pts.append([_mean(s, "sparsity"), _mean(s, "latency_us"), _mean(s, "accuracy")])
-    if not pts:
-        return None
-    arr = np.array(sorted(pts))
-    return arr
+    where = {"dataset": dataset, "dataflow": flow, "mode": mode}
+    return seed_mean_curve(rows, where, rounds=range(0, 6))
 
 
 def matched(rows: list[dict[str, Any]], dataset: str, flows: list[str]) -> str:
@@ -214,21 +202,10 @@ def plot(rows: list[dict[str, Any]], datasets: list[str], flows: list[str], path
     colors = {m[0]: plt.get_cmap("tab10")(i) for i, m in enumerate(MODES)}
     for col, (dataset, flow) in enumerate(panels):
         for label, *_ in MODES:
-            pts = []
-            for rnd in range(1, 6):
-                s = [
-                    r
-                    for r in rows
-                    if r["dataset"] == dataset
-                    and r["dataflow"] == flow
-                    and r["mode"] == label
-                    and r["round"] == rnd
-                ]
-                if s:
-                    pts.append((_mean(s, "sparsity"), _mean(s, "latency_us"), _mean(s, "accuracy")))
-            if not pts:
+            curve = seed_mean_curve(rows, {"dataset": dataset, "dataflow": flow, "mode": label})
+            if curve is None:
                 continue
-            sp, lat, acc = (np.array(v) for v in zip(*pts, strict=True))
+            sp, lat, acc = curve.T
             style = "--" if label.startswith("reorder") else "-"
             kw = {"marker": "o", "ms": 3, "label": label, "color": colors[label]}
             axes[0, col].plot(100 * sp, lat, style, **kw)

@@ -8,13 +8,15 @@ and ``search.png``; a missing JSON skips its plot.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, seed_mean_curve
 
 
 def _load(name: str) -> Any:
@@ -64,21 +66,11 @@ def reproduce_tables(data: Any, plt: Any) -> Any:
     fig, axes = plt.subplots(2, 4, figsize=(15, 6.5))
     for col, (dataset, flow) in enumerate(panels):
         for method in ("LTH", "u-Ticket"):
-            pts = []
-            for rnd in range(1, 6):
-                s = [
-                    r
-                    for r in rows
-                    if (r["dataset"], r["dataflow"], r["method"], r["round"])
-                    == (dataset, flow, method, rnd)
-                ]
-                if s:
-                    pts.append(
-                        [np.mean([r[k] for r in s]) for k in ("sparsity", "latency_us", "accuracy")]
-                    )
-            if not pts:
+            where = {"dataset": dataset, "dataflow": flow, "method": method}
+            curve = seed_mean_curve(rows, where)
+            if curve is None:
                 continue
-            sp, lat, acc = np.array(pts).T
+            sp, lat, acc = curve.T
             axes[0, col].plot(100 * sp, lat, marker="o", label=method)
             axes[1, col].plot(100 * sp, 100 * acc, marker="o", label=method)
         axes[0, col].set_title(f"{dataset}, dataflow {flow}")

@@ -24,12 +24,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "benchmarks" / "results"
-SPACES = {
-    "digits": ROOT / "search_spaces/default.yaml",
-    "mnist5k": ROOT / "search_spaces/mnist5k.yaml",
-}
-SETTINGS = ["pruning.rate=0.55", "pruning.rounds=5", "pruning.rewind_epoch=1"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import EMBEDDED_SPACES as SPACES
+from common import RESULTS
+from common import TABLE_SETTINGS as SETTINGS
+
 ROUNDS = (3, 4, 5)
 METHODS = [
     ("LTH", "none", "K"),

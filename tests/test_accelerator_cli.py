@@ -144,3 +144,25 @@ def test_function_survives_module_import() -> None:
 
     report = accelerator.evaluate(accelerator.AcceleratorConfig(), {"w": np.ones((4, 4), bool)})
     assert report.nonzeros == 16
+
+
+def test_workload_mapping_order_from_yaml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(2)
+    density = rng.uniform(0.02, 0.5, size=(64, 1, 1, 1))  # filters of very different workload
+    masks = tmp_path / "skewed.npz"
+    np.savez(masks, conv=rng.random((64, 16, 3, 3)) < density)
+    ordered = tmp_path / "ordered.yaml"
+    ordered.write_text(
+        PAPER_K.read_text().replace("mapping_order: fixed", "mapping_order: workload")
+    )
+    reports = []
+    for config in (PAPER_K, ordered):
+        assert main([str(config), str(masks), "--json"]) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    fixed, workload = reports
+    assert (fixed["mapping_order"], workload["mapping_order"]) == ("fixed", "workload")
+    assert workload["nonzeros"] == fixed["nonzeros"]
+    assert workload["layers"][0]["latency"] < fixed["layers"][0]["latency"]
+    assert workload["utilization"] > fixed["utilization"]
