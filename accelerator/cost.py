@@ -161,7 +161,11 @@ class LayerReport:
 
 @dataclass
 class Report:
-    """Result of :func:`evaluate`; ``to_dict()`` is what the CLI prints with ``--json``."""
+    """Result of :func:`evaluate`; ``to_dict()`` is what the CLI prints with ``--json``.
+
+    ``utilization`` is Eq. 2 on non-zeros; ``utilization_effective`` is Eq. 2 on the work left
+    after tick-batch skipping (what the compute latency follows); both are layer means weighted
+    by parameter count."""
 
     accelerator: str
     dataflow: str
@@ -173,6 +177,7 @@ class Report:
     sparsity: float
     utilization: float
     utilization_unweighted: float
+    utilization_effective: float
     cycles: float
     seconds: float
     energy_pj: dict[str, float]
@@ -528,11 +533,16 @@ def evaluate(
 def _network(config: AcceleratorConfig, layers: list[LayerReport]) -> Report:
     params = sum(r.params for r in layers)
     nonzeros = sum(r.nonzeros for r in layers)
-    util = np.array([r.utilization for r in layers], dtype=np.float64)
     weight = np.array([r.params for r in layers], dtype=np.float64)
-    ok = ~np.isnan(util)
-    weighted = float((util[ok] * weight[ok]).sum() / weight[ok].sum()) if ok.any() else float("nan")
-    plain = float(util[ok].mean()) if ok.any() else float("nan")
+
+    def weighted_mean(values: list[float]) -> float:
+        v = np.array(values, dtype=np.float64)
+        ok = ~np.isnan(v)
+        return float((v[ok] * weight[ok]).sum() / weight[ok].sum()) if ok.any() else float("nan")
+
+    util = np.array([r.utilization for r in layers], dtype=np.float64)
+    weighted = weighted_mean([r.utilization for r in layers])
+    plain = float(np.nanmean(util)) if (~np.isnan(util)).any() else float("nan")
     energy = {k: float(sum(r.energy_pj[k] for r in layers)) for k in (*ENERGY_PARTS, "total")}
     cycles = float(sum(r.cycles for r in layers))
     return Report(
@@ -546,6 +556,7 @@ def _network(config: AcceleratorConfig, layers: list[LayerReport]) -> Report:
         sparsity=1.0 - nonzeros / params if params else 0.0,
         utilization=weighted,
         utilization_unweighted=plain,
+        utilization_effective=weighted_mean([r.utilization_effective for r in layers]),
         cycles=cycles,
         seconds=cycles / (config.clock_mhz * 1e6),
         energy_pj=energy,

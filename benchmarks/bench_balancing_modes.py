@@ -13,8 +13,9 @@ Modes (each a ``dse.trial.run_trial`` design point on a shipped space, 16 PEs):
   C and KC, where PEs read different channels.
 
 Run: ``python benchmarks/bench_balancing_modes.py [--datasets digits] [--seeds 0 1 2 3 4]
-[--flows K C KC] [--jobs 2]``. Writes ``results/balancing_modes.{json,md}`` and
-``results/balancing_modes.png``.
+[--flows K C KC] [--jobs 2] [--set KEY=VALUE ...] [--name NAME]``. Writes
+``results/<NAME>.{json,md,png}`` (NAME: ``balancing_modes``); ``--report-only`` redoes the
+tables and plot from the saved JSON.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ MODES: list[tuple[str, str, str, str, tuple[str, ...]]] = [
 ]
 
 
-def run_job(job: tuple[str, int, str, tuple[str, ...]]) -> list[dict[str, Any]]:
+def run_job(job: tuple[str, int, str, tuple[str, ...], tuple[str, ...]]) -> list[dict[str, Any]]:
     """Every mode for one (dataset, seed): one row per (mode, dataflow, round)."""
     import torch
 
@@ -59,7 +60,7 @@ def run_job(job: tuple[str, int, str, tuple[str, ...]]) -> list[dict[str, Any]]:
     from dse.space import load_space
     from dse.trial import run_trial
 
-    dataset, seed, cache_dir, flows = job
+    dataset, seed, cache_dir, flows, extra = job
     cache = TicketCache(cache_dir)
     rows = []
     for label, balance, order, cost, mode_flows in MODES:
@@ -74,6 +75,7 @@ def run_job(job: tuple[str, int, str, tuple[str, ...]]) -> list[dict[str, Any]]:
                 f"accelerator.mapping_order={order}",
                 f"accelerator.pe_array.rows={rows_}",
                 f"accelerator.pe_array.cols={cols_}",
+                *extra,
             ]
             point = DesignPoint.build(load_space(SPACES[dataset], overrides), {})
             t0 = time.perf_counter()
@@ -90,6 +92,7 @@ def run_job(job: tuple[str, int, str, tuple[str, ...]]) -> list[dict[str, Any]]:
                         "accuracy": r.accuracy,
                         "sparsity": r.sparsity,
                         "utilization": r.utilization,
+                        "utilization_effective": r.utilization_effective,
                         "latency_us": r.latency * 1e6,
                         "energy_uj": r.energy,
                         "energy_pe_uj": r.energy_pe,
@@ -117,9 +120,9 @@ def table(rows: list[dict[str, Any]], dataset: str, flows: list[str]) -> str:
     out = [
         f"#### {dataset}",
         "",
-        "| map | round | mode | acc % | sparsity % | util (Eq. 2) | latency us | energy uJ "
-        "| PE energy uJ | latency vs LTH | latency vs u-Ticket |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| map | round | mode | acc % | sparsity % | util (Eq. 2) | work util | latency us "
+        "| energy uJ | PE energy uJ | latency vs LTH | latency vs u-Ticket |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for flow in flows:
         for rnd in ROUNDS:
@@ -141,9 +144,12 @@ def table(rows: list[dict[str, Any]], dataset: str, flows: list[str]) -> str:
                     continue
                 vs_lth = 100 * (_mean(s, "latency_us") / _mean(lth, "latency_us") - 1)
                 vs_ut = 100 * (_mean(s, "latency_us") / _mean(ut, "latency_us") - 1)
+                work = "utilization_effective"
+                work_util = _pm(s, work, 1, 2) if work in s[0] else "-"
                 out.append(
                     f"| {flow} | {rnd} | {label} | {_pm(s, 'accuracy', 100)} | "
                     f"{_pm(s, 'sparsity', 100)} | {_pm(s, 'utilization', 1, 2)} | "
+                    f"{work_util} | "
                     f"{_pm(s, 'latency_us', 1, 2)} | {_pm(s, 'energy_uj', 1, 3)} | "
                     f"{_pm(s, 'energy_pe_uj', 1, 4)} | {vs_lth:+.1f} % | {vs_ut:+.1f} % |"
                 )
@@ -231,6 +237,9 @@ def main() -> None:
     parser.add_argument("--cache", default=str(ROOT / "runs" / "cache"))
     parser.add_argument("--name", default="balancing_modes")
     parser.add_argument(
+        "--set", dest="extra", action="append", default=[], help="extra KEY=VALUE overrides"
+    )
+    parser.add_argument(
         "--report-only", action="store_true", help="re-make tables/plot from the saved JSON"
     )
     args = parser.parse_args()
@@ -239,12 +248,15 @@ def main() -> None:
     if args.report_only:
         rows = json.loads((RESULTS / f"{args.name}.json").read_text())["rows"]
     else:
-        jobs = [(d, s, args.cache, flows) for d in args.datasets for s in args.seeds]
+        extra = tuple(args.extra)
+        jobs = [(d, s, args.cache, flows, extra) for d in args.datasets for s in args.seeds]
         with mp.get_context("spawn").Pool(args.jobs) as pool:
             rows = [row for part in pool.map(run_job, jobs, chunksize=1) for row in part]
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / f"{args.name}.json").write_text(
-            json.dumps({"settings": SETTINGS, "arrays": ARRAYS, "rows": rows}, indent=1)
+            json.dumps(
+                {"settings": [*SETTINGS, *args.extra], "arrays": ARRAYS, "rows": rows}, indent=1
+            )
         )
     md = "\n\n".join(
         f"{table(rows, d, list(flows))}\n\n{matched(rows, d, list(flows))}" for d in args.datasets

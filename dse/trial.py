@@ -43,6 +43,7 @@ class RoundScore:
     accuracy: float
     val_accuracy: float
     utilization: float
+    utilization_effective: float  # Eq. 2 on the work left after tick-batch skipping
     cycles: float
     latency: float
     energy: float  # microjoules, whole accelerator
@@ -265,6 +266,7 @@ def run_trial(
                 accuracy=float(r["accuracy"]),
                 val_accuracy=float(r["val_accuracy"]),
                 utilization=report.utilization,
+                utilization_effective=report.utilization_effective,
                 cycles=report.cycles,
                 latency=report.seconds,
                 energy=report.energy_pj["total"] * 1e-6,
