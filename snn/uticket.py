@@ -16,8 +16,9 @@ non-zeros. The level is the group's mean ``Q`` over mapped PEs. A PE above it ke
 group never loses its last weight); the group's new peak ``L`` is the largest trimmed ``q``. A PE
 below ``Q`` recovers ``floor((L - q[p]) / mean free-slot cost)`` weights, free in latency, but
 never beyond the count-based target ``ceil(mean non-zeros)`` (recovering costless weights would
-only lower sparsity) and never on a PE whose free slots cost nothing. Which weights go or come back is chosen as above. Levelling
-is in expectation, so it is exact only when a PE's weights share one cost (one channel per PE).
+only lower sparsity) and never on a PE whose free slots cost nothing. Which weights go or come
+back is chosen as above. Levelling is in expectation, so it is exact only when a PE's weights
+share one cost (one channel per PE).
 
 The PE map is plain data: ``pe_index[name]`` has the weight's shape and holds
 ``group * n_pe + pe`` for every weight (``accelerator.pe_index`` returns exactly that, as a
