@@ -121,17 +121,31 @@ def samplers(data: Any, plt: Any) -> Any:
 
 
 def search(data: Any, plt: Any) -> Any:
-    """Throughput with 1 and 2 workers, and trainings per trial with and without the cache."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    w = [data[f"workers_{i}"]["trials_per_minute"] for i in (1, 2)]
-    axes[0].bar(["1 worker", "2 workers"], w)
-    axes[0].set_ylabel("trials per minute (no cache)")
+    """Throughput with 1 and 2 workers (default space and fixed work per trial), and training
+    per trial with and without the ticket cache."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    labels = ["1 worker", "2 workers"]
+    axes[0].bar(labels, [data[f"workers_{i}"]["trials_per_minute"] for i in (1, 2)])
+    axes[0].set_title("default space, no cache", fontsize=9)
+    axes[0].set_ylabel("trials per minute")
+    if "fixed_work_workers_1" in data:
+        axes[1].bar(labels, [data[f"fixed_work_workers_{i}"]["trials_per_minute"] for i in (1, 2)])
+    axes[1].set_title("same work in every trial, no cache", fontsize=9)
+    axes[1].set_ylabel("trials per minute")
     c = data["cache"]
-    axes[1].bar(
-        ["no cache", "cache"],
-        [c["without_cache_trainings_per_trial"], c["with_cache_trainings_per_trial"]],
-    )
-    axes[1].set_ylabel("trainings per trial")
+    if "with_cache_train_seconds_per_trial" in c:
+        axes[2].bar(
+            ["no cache", "cache"],
+            [c["without_cache_train_seconds_per_trial"], c["with_cache_train_seconds_per_trial"]],
+        )
+        axes[2].set_ylabel("training seconds per trial")
+    else:
+        axes[2].bar(
+            ["no cache", "cache"],
+            [c["without_cache_trainings_per_trial"], c["with_cache_trainings_per_trial"]],
+        )
+        axes[2].set_ylabel("trainings per trial")
+    axes[2].set_title("ticket cache, 2 workers", fontsize=9)
     return fig
 
 
