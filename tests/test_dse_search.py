@@ -41,10 +41,14 @@ def small_space(tmp_path: Path, **extra: Any) -> Path:
     return path
 
 
+def search_argv(space: Path, run: Path, *extra: str) -> list[str]:
+    """``dse.search`` arguments: ``space`` into ``run`` with the quick settings."""
+    return ["--space", str(space), "--out", str(run), "--no-progress", *FAST, *extra]
+
+
 def search_command(space: Path, run: Path, *extra: str) -> list[str]:
     """``python -m dse.search`` on ``space`` into ``run`` with the quick settings."""
-    cmd = [sys.executable, "-m", "dse.search", "--space", str(space), "--out", str(run)]
-    return [*cmd, "--no-progress", *FAST, *extra]
+    return [sys.executable, "-m", "dse.search", *search_argv(space, run, *extra)]
 
 
 def load(run: Path, study: str = "digits-default") -> optuna.Study:
@@ -55,19 +59,7 @@ def load(run: Path, study: str = "digits-default") -> optuna.Study:
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("search")
     run = tmp / "run"
-    argv = [
-        "--space",
-        str(small_space(tmp)),
-        "--out",
-        str(run),
-        "--n-trials",
-        "4",
-        "--workers",
-        "2",
-        "--no-progress",
-        *FAST,
-    ]
-    assert main(argv) == 0
+    assert main(search_argv(small_space(tmp), run, "--n-trials", "4", "--workers", "2")) == 0
     return run
 
 
@@ -113,18 +105,7 @@ def test_timings_log_accounts_for_every_trial(finished_run: Path) -> None:
 
 def test_resume_keeps_complete_trials(finished_run: Path, tmp_path: Path) -> None:
     before = {t.number for t in load(finished_run).trials if t.state.name == "COMPLETE"}
-    argv = [
-        "--space",
-        str(small_space(tmp_path)),
-        "--out",
-        str(finished_run),
-        "--n-trials",
-        "5",
-        "--workers",
-        "1",
-        "--no-progress",
-        *FAST,
-    ]
+    argv = search_argv(small_space(tmp_path), finished_run, "--n-trials", "5", "--workers", "1")
     assert main(argv) == 0
     after = load(finished_run).trials
     done = {t.number for t in after if t.state.name == "COMPLETE"}
@@ -228,21 +209,8 @@ def test_search_on_a_multi_node_cluster(tmp_path: Path, monkeypatch: pytest.Monk
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         run = tmp_path / "run"
-        argv = [
-            "--space",
-            str(small_space(tmp_path)),
-            "--out",
-            str(run),
-            "--n-trials",
-            "4",
-            "--workers",
-            "2",
-            "--address",
-            cluster.address,
-            "--no-progress",
-            *FAST,
-        ]
-        assert main(argv) == 0
+        extra = ("--n-trials", "4", "--workers", "2", "--address", cluster.address)
+        assert main(search_argv(small_space(tmp_path), run, *extra)) == 0
         trials = [t for t in load(run).trials if t.state.name == "COMPLETE"]
         assert len(trials) == 4
         assert len({t.user_attrs["ray_node"] for t in trials}) == 2
@@ -267,16 +235,7 @@ def test_disk_full_while_writing_results_keeps_the_study(
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", full)
-    argv = [
-        "--space",
-        str(small_space(tmp_path)),
-        "--out",
-        str(finished_run),
-        "--no-progress",
-        "--n-trials",
-        "1",
-        *FAST,
-    ]
+    argv = search_argv(small_space(tmp_path), finished_run, "--n-trials", "1")
     assert main(argv) == 1  # budget already met: only the results are written (and fail)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "No space left on device" in err and "re-run" in err
