@@ -535,14 +535,15 @@ def _network(config: AcceleratorConfig, layers: list[LayerReport]) -> Report:
     nonzeros = sum(r.nonzeros for r in layers)
     weight = np.array([r.params for r in layers], dtype=np.float64)
 
-    def weighted_mean(values: list[float]) -> float:
+    def means(values: list[float]) -> tuple[float, float]:
+        """(parameter-weighted, plain) mean over the layers that have a value (not NaN)."""
         v = np.array(values, dtype=np.float64)
         ok = ~np.isnan(v)
-        return float((v[ok] * weight[ok]).sum() / weight[ok].sum()) if ok.any() else float("nan")
+        if not ok.any():
+            return float("nan"), float("nan")
+        return float((v[ok] * weight[ok]).sum() / weight[ok].sum()), float(v[ok].mean())
 
-    util = np.array([r.utilization for r in layers], dtype=np.float64)
-    weighted = weighted_mean([r.utilization for r in layers])
-    plain = float(np.nanmean(util)) if (~np.isnan(util)).any() else float("nan")
+    weighted, plain = means([r.utilization for r in layers])
     energy = {k: float(sum(r.energy_pj[k] for r in layers)) for k in (*ENERGY_PARTS, "total")}
     cycles = float(sum(r.cycles for r in layers))
     return Report(
@@ -556,7 +557,7 @@ def _network(config: AcceleratorConfig, layers: list[LayerReport]) -> Report:
         sparsity=1.0 - nonzeros / params if params else 0.0,
         utilization=weighted,
         utilization_unweighted=plain,
-        utilization_effective=weighted_mean([r.utilization_effective for r in layers]),
+        utilization_effective=means([r.utilization_effective for r in layers])[0],
         cycles=cycles,
         seconds=cycles / (config.clock_mhz * 1e6),
         energy_pj=energy,

@@ -406,8 +406,7 @@ def _drive(
     bar = Progress(n_trials, complete, opts.progress)
     last_check = 0.0
     try:
-        while True:
-            states = count_states(study)
+        while True:  # ``states`` is read once per pass, by the progress bar's update below
             complete = states.get("COMPLETE", 0)
             out_of_time = deadline is not None and time.time() > deadline
             if states.get("FAIL", 0) - failed_before >= max_failures:
@@ -433,7 +432,7 @@ def _drive(
             if time.time() - last_check > HEARTBEAT_SECONDS:
                 recover_orphans(study, STALE_SECONDS, {w for _, w in pool})
                 last_check = time.time()
-            bar.update(study)
+            states = bar.update(study)
     finally:
         bar.update(study)
         bar.close()

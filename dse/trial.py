@@ -170,7 +170,7 @@ def _ticket_rounds(
     config = point.accelerator
 
     def workload_pe(masks: dict[str, np.ndarray], profile: dict[str, Any]) -> dict[str, Any]:
-        orders = plan_orders(config, masks, _profile_of(profile, masks))
+        orders = plan_orders(config, masks, profile)
         planned.append({n: o.to_dict() for n, o in orders.items()})
         return {n: ordered_pe_index(m.shape, config, orders[n]) for n, m in masks.items()}
 
@@ -196,12 +196,6 @@ def _ticket_rounds(
     collected[0]["train_seconds"] = 0.0  # the dense round's training is counted by its owner
     collected[0]["eval_seconds"] = 0.0
     return collected
-
-
-def _profile_of(profile: dict[str, Any], masks: dict[str, np.ndarray]) -> dict[str, Any]:
-    """The part of a spike profile that describes ``masks``' layers."""
-    layers = profile.get("layers", {})
-    return {"layers": {n: layers[n] for n in masks if n in layers}}
 
 
 def round_orders(row: dict[str, Any]) -> dict[str, LayerOrder] | None:
