@@ -33,8 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import EMBEDDED_SPACES as SPACES
-from common import RESULTS, seed_mean_curve
+from common import RESULTS, seed_mean_curve, table_trial
 from common import TABLE_SETTINGS as SETTINGS
 
 ARRAYS = {"K": (4, 4), "C": (4, 4), "KC": (4, 4)}
@@ -56,9 +55,6 @@ def run_job(job: tuple[str, int, str, tuple[str, ...], tuple[str, ...]]) -> list
 
     torch.set_num_threads(1)
     from dse.cache import TicketCache
-    from dse.design import DesignPoint
-    from dse.space import load_space
-    from dse.trial import run_trial
 
     dataset, seed, cache_dir, flows, extra = job
     cache = TicketCache(cache_dir)
@@ -67,8 +63,6 @@ def run_job(job: tuple[str, int, str, tuple[str, ...], tuple[str, ...]]) -> list
         for flow in (f for f in flows if f in mode_flows):
             rows_, cols_ = ARRAYS[flow]
             overrides = [
-                *SETTINGS,
-                f"seed={seed}",
                 f"pruning.balance={balance}",
                 f"pruning.balance_cost={cost}",
                 f"accelerator.dataflow={flow}",
@@ -77,10 +71,7 @@ def run_job(job: tuple[str, int, str, tuple[str, ...], tuple[str, ...]]) -> list
                 f"accelerator.pe_array.cols={cols_}",
                 *extra,
             ]
-            point = DesignPoint.build(load_space(SPACES[dataset], overrides), {})
-            t0 = time.perf_counter()
-            result = run_trial(point, cache=cache)
-            wall = time.perf_counter() - t0
+            result, wall = table_trial(dataset, seed, overrides, cache)
             for r in result.rounds:
                 rows.append(
                     {

@@ -25,6 +25,20 @@ TABLE_SETTINGS = ["pruning.rate=0.55", "pruning.rounds=5", "pruning.rewind_epoch
 """Schedule of the Tables I/II-style runs: rounds 3, 4, 5 reach 90.9 / 95.9 / 98.2 % (LTH)."""
 
 
+def table_trial(dataset: str, seed: int, overrides: list[str], cache: Any) -> tuple[Any, float]:
+    """``dse.trial.run_trial`` on an embedded space with the Tables I/II schedule, the seed and
+    ``overrides``; returns ``(TrialResult, wall seconds)``. ``cache`` is a ``TicketCache``."""
+    from dse.design import DesignPoint
+    from dse.space import load_space
+    from dse.trial import run_trial
+
+    space = load_space(EMBEDDED_SPACES[dataset], [*TABLE_SETTINGS, f"seed={seed}", *overrides])
+    point = DesignPoint.build(space, {})
+    t0 = time.perf_counter()
+    result = run_trial(point, cache=cache)
+    return result, time.perf_counter() - t0
+
+
 def seed_mean_curve(
     rows: list[dict[str, Any]],
     where: dict[str, Any],

@@ -25,8 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import EMBEDDED_SPACES as SPACES
-from common import RESULTS
+from common import RESULTS, table_trial
 from common import TABLE_SETTINGS as SETTINGS
 
 ROUNDS = (3, 4, 5)
@@ -44,24 +43,14 @@ def run_job(job: tuple[str, int, str]) -> list[dict[str, Any]]:
 
     torch.set_num_threads(1)
     from dse.cache import TicketCache
-    from dse.design import DesignPoint
-    from dse.space import load_space
-    from dse.trial import run_trial
 
     dataset, seed, cache_dir = job
     cache = TicketCache(cache_dir)
     rows = []
     for method, balance, flow in METHODS:
-        overrides = [
-            *SETTINGS,
-            f"seed={seed}",
-            f"pruning.balance={balance}",
-            f"accelerator.dataflow={flow}",
-        ]
-        point = DesignPoint.build(load_space(SPACES[dataset], overrides), {})
-        t0 = time.perf_counter()
-        result = run_trial(point, cache=cache)
-        wall = time.perf_counter() - t0
+        overrides = [f"pruning.balance={balance}", f"accelerator.dataflow={flow}"]
+        result, wall = table_trial(dataset, seed, overrides, cache)
+        point = result.point
         train_rounds = [r.train_seconds for r in result.rounds[1:]]
         for r in result.rounds:
             rows.append(
