@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from accelerator.files import ConfigError, read_yaml, validation_error
+from accelerator.files import ConfigError, read_yaml, set_existing, validation_error
 
 
 class _Strict(BaseModel):
@@ -198,15 +198,7 @@ class AcceleratorConfig(_Strict):
         """Return a validated copy with dotted-path overrides, e.g. ``{"pe_array.rows": 8}``."""
         data = self.model_dump(mode="json")
         for dotted, value in updates.items():
-            node = data
-            parts = dotted.split(".")
-            for part in parts[:-1]:
-                if not isinstance(node.get(part), dict):
-                    raise KeyError(dotted)
-                node = node[part]
-            if parts[-1] not in node:
-                raise KeyError(dotted)
-            node[parts[-1]] = value
+            set_existing(data, dotted, value)
         return AcceleratorConfig.model_validate(data)
 
 

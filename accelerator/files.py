@@ -75,6 +75,20 @@ def read_yaml(path: str | Path, *, max_bytes: int = MAX_CONFIG_BYTES) -> dict[st
     return data
 
 
+def set_existing(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set the field at ``dotted`` (e.g. ``"pe_array.rows"``) of nested dicts in place; raises
+    ``KeyError(dotted)`` unless every part of the path already exists."""
+    node = data
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            raise KeyError(dotted)
+        node = node[part]
+    if parts[-1] not in node:
+        raise KeyError(dotted)
+    node[parts[-1]] = value
+
+
 def _loc(loc: Sequence[int | str]) -> str:
     out = ""
     for part in loc:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from accelerator import AcceleratorConfig, ConfigError
+from accelerator.files import set_existing
 from snn.models import ModelConfig
 from snn.ticket import TicketConfig
 from snn.train import TrainConfig
@@ -56,15 +57,11 @@ class DesignPoint:
             if head == "seed":
                 sections["seed"] = value
                 continue
-            node = sections[head]
-            parts = rest.split(".")
-            for part in parts[:-1]:
-                if not isinstance(node.get(part), dict):
-                    raise ConfigError("<params>", key, "addresses no field of the design point")
-                node = node[part]
-            if parts[-1] not in node:
-                raise ConfigError("<params>", key, "addresses no field of the design point")
-            node[parts[-1]] = value
+            try:
+                set_existing(sections[head], rest, value)
+            except KeyError:
+                message = "addresses no field of the design point"
+                raise ConfigError("<params>", key, message) from None
         return cls.from_dict(sections)
 
     @classmethod
