@@ -43,10 +43,6 @@ EXECUTION_ONLY = ("num_threads", "device")
 """Training settings that change where a ticket is computed, not what it is."""
 
 
-class CacheCorrupt(RuntimeError):
-    """A cache file failed its checksum (it is removed; the entry gets rebuilt)."""
-
-
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
