@@ -244,12 +244,13 @@ def score_all(args: argparse.Namespace, out: Path, log: Any) -> dict[str, Any]:
     configs = {flow: accel_config(flow) for flow in ("K", "C")}
     rows: list[dict[str, Any]] = []
     t3: list[dict[str, Any]] = []
+    scored: dict[str, list[int]] = {}
     for model_name in args.models:
-        for seed in args.seeds:
+        seeds = scored[model_name] = complete_seeds(out, model_name, args.seeds)
+        log(f"{model_name}: seeds with every ticket trained: {seeds}")
+        for seed in seeds:
             for method in METHODS:
                 tdir = out / model_name / f"seed{seed}" / method
-                if not (tdir / "done").exists():
-                    continue
                 flows = ("K", "C") if method == "LTH" else (method[-1],)
                 for r in range(args.rounds + 1):
                     record, masks, _pre = load_round(tdir, r)
@@ -277,7 +278,16 @@ def score_all(args: argparse.Namespace, out: Path, log: Any) -> dict[str, Any]:
                         )
             t3 += table3_rows(out, model_name, seed, args.rounds)
         log(f"scored {model_name}")
-    return {"rows": rows, "table3": t3}
+    return {"scored_seeds": scored, "rows": rows, "table3": t3}
+
+
+def complete_seeds(out: Path, model_name: str, seeds: list[int]) -> list[int]:
+    """The seeds whose five tickets are all trained (tables compare the same seeds)."""
+    return [
+        s
+        for s in seeds
+        if all((out / model_name / f"seed{s}" / k / "done").exists() for k in METHODS)
+    ]
 
 
 def table3_rows(out: Path, model_name: str, seed: int, rounds: int) -> list[dict[str, Any]]:

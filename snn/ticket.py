@@ -1,4 +1,6 @@
-"""Lottery-ticket rounds with late rewinding and optional u-Ticket workload balancing.
+"""Lottery-ticket rounds with late rewinding and optional u-Ticket workload balancing
+(Yin et al., "Workload-Balanced Pruning for Sparse Spiking Neural Networks", arXiv 2302.06746,
+Algorithm 1; ``docs/method.md`` explains the method and every option).
 
 Round 0 trains the dense network (saving the weights after ``rewind_epoch`` epochs). Each later
 round: global (or per-layer) magnitude pruning of ``rate`` of the survivors of the previous

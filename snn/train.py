@@ -39,8 +39,9 @@ class DivergedError(RuntimeError):
 
 
 class TrainConfig(BaseModel):
-    """Optimizer and schedule. Defaults are the paper's: SGD lr 0.1, momentum 0.9, weight decay
-    5e-4, cosine schedule, batch 128, 200 epochs (see :meth:`paper`); small runs override
+    """Optimizer and schedule. Defaults are the paper's (arXiv 2302.06746, experimental set-up):
+    SGD lr 0.1, momentum 0.9, weight decay 5e-4, cosine schedule, batch 128, 200 epochs (see
+    :meth:`paper`); small runs override
     ``epochs`` (and usually ``batch_size``)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -211,7 +212,9 @@ def train(
         gen = torch.Generator().manual_seed(seed)
         device = cfg.torch_device()
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        model.to(device, memory_format=fmt)
+        model.to(device)
+        if cfg.channels_last:  # torch's stubs omit Module.to's memory_format keyword
+            model.to(memory_format=fmt)  # type: ignore[call-overload]
         autocast = (
             torch.autocast(device_type=device.type, dtype=torch.bfloat16)
             if cfg.precision == "bf16"
