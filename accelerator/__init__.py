@@ -17,9 +17,9 @@ from accelerator.config import (
 from accelerator.cost import ProfileMismatch, evaluate, plan_orders
 from accelerator.counts import MaskSummary, summarize
 from accelerator.files import ConfigError, read_yaml
+from accelerator.grid import evaluate_grid, pareto_front
 from accelerator.mapping import MappingError, Partition, partition, pe_index
 from accelerator.order import LayerOrder, ordered_pe_index, workload_order
-from accelerator.grid import evaluate_grid, pareto_front
 from accelerator.profile import LayerProfile, Profile, load_profile, parse_profile
 from accelerator.report import LayerReport, Report
 from accelerator.workload import MaskError, group_utilization
@@ -45,9 +45,9 @@ __all__ = [
     "load_accelerator",
     "load_profile",
     "ordered_pe_index",
+    "pareto_front",
     "parse_accelerator",
     "parse_profile",
-    "pareto_front",
     "partition",
     "pe_index",
     "plan_orders",

@@ -389,6 +389,7 @@ def evaluate(
     energy = {k: float(fig[f"energy.{k}"][0].sum()) for k in ENERGY_PARTS}
     energy["total"] = sum(energy[k] for k in ENERGY_PARTS)
     cycles = float(fig["cycles"][0].sum())
+    u = nw.utilizations()
     return Report(
         accelerator=config.name,
         dataflow=config.dataflow.value,
@@ -398,13 +399,16 @@ def evaluate(
         params=params,
         nonzeros=nonzeros,
         sparsity=1.0 - nonzeros / params if params else 0.0,
+        utilization=u["utilization"],
+        utilization_unweighted=u["utilization_unweighted"],
+        utilization_authors=u["utilization_authors"],
+        utilization_effective=u["utilization_effective"],
         cycles=cycles,
         dram_bits=float(fig["dram_bits"][0].sum()),
         seconds=cycles / f_hz,
         energy_pj=energy,
         area_mm2=float(fig["area_mm2"][0, 0]),
         mapping_order=config.mapping_order,
-        **nw.utilizations(),
     )
 
 

@@ -97,10 +97,11 @@ def evaluate_grid(
     idx = np.indices(shape).reshape(len(fields), -1).T if fields else np.zeros((1, 0), int)
     n = idx.shape[0]
     structural = [j for j, f in enumerate(fields) if f not in BROADCAST_FIELDS]
+    key: np.ndarray = np.zeros(n, dtype=np.int64)
     if structural:
-        key = np.ravel_multi_index(idx[:, structural].T, tuple(shape[j] for j in structural))
-    else:
-        key = np.zeros(n, dtype=np.int64)
+        key = np.asarray(
+            np.ravel_multi_index(tuple(idx[:, structural].T), tuple(shape[j] for j in structural))
+        )
     order = np.argsort(key, kind="stable")
     starts = np.flatnonzero(np.r_[True, np.diff(key[order]) != 0])
     ends = np.r_[starts[1:], n]

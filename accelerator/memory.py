@@ -40,7 +40,7 @@ GB footprint of a tile (bits): weights ``W K_t / K`` + inputs ``C rows_in(R_t) W
 
 with ``I_tiles = C n_R rows_in(R_t) W_i T`` (halo rows are fetched again per row tile). The
 chosen tiling minimizes DRAM traffic over the tiles whose footprint fits the GB (ties: the
-smaller footprint). ``n_K, n_R, n_T`` run over powers of two (and the full extent). When no tile
+fewest tiles). ``n_K, n_R, n_T`` run over powers of two (and the full extent). When no tile
 fits, the operands overflow the buffer: the model then charges the largest traffic among the
 candidates (``fits=False``), so DRAM traffic never increases with the buffer size. Every layer
 reads its input from DRAM and writes its output to DRAM once at least (layer-by-layer execution;
@@ -139,7 +139,8 @@ def choose_tiling(
     geo: Geometry, timesteps: int, weight_bits: float, membrane_bits: int, capacity_bits: float
 ) -> Tiling:
     """The DRAM-traffic-minimizing tiling of one layer for a GB of ``capacity_bits`` (module
-    docstring); vectorized over all candidates ``(order, n_K, n_R, n_T)``."""
+    docstring); vectorized over all candidates ``(order, n_K, n_R, n_T)``. Ties go to
+    the fewest tiles, then to the weights-outer order."""
     n_k = _powers(geo.filters)[:, None, None]
     n_r = _powers(geo.h_out)[None, :, None]
     n_t = _powers(timesteps)[None, None, :]
@@ -168,10 +169,11 @@ def choose_tiling(
     traffic = w_dram + i_dram
     ok = foot <= capacity_bits
     fits = bool(ok.any())
+    tiles = np.broadcast_to(n_k * n_r * n_t, foot.shape).reshape(-1)
     if fits:
-        key = np.where(ok, traffic, np.inf)
+        key = np.where(ok, traffic, np.inf).reshape(-1)
         best = np.flatnonzero(key == key.min())
-        flat = int(best[np.argmin(foot.reshape(-1)[best])])
+        flat = int(best[np.argmin(tiles[best])])
     else:
         flat = int(np.argmax(traffic.reshape(-1)))
     o, a, b, c = np.unravel_index(flat, foot.shape)

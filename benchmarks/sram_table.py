@@ -20,9 +20,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save
-
 import zigzag
+from common import save
 
 CAPACITIES_KIB = [1, 4, 16, 64, 256, 1024, 4096, 16384]
 TECH_UM = 0.032
@@ -93,8 +92,13 @@ def main() -> None:
             )
     path = save(
         "sram_table",
-        {"tool": "CACTI 7 (zigzag-dse bundle)", "tech_nm": TECH_UM * 1e3, "cells": CELLS,
-         "port_bits": PORT_BITS, "rows": rows},
+        {
+            "tool": "CACTI 7 (zigzag-dse bundle)",
+            "tech_nm": TECH_UM * 1e3,
+            "cells": CELLS,
+            "port_bits": PORT_BITS,
+            "rows": rows,
+        },
     )
     print(f"wrote {path}")
 

@@ -1,4 +1,4 @@
-"""``python -m accelerator`` (and ``python -m accelerator.evaluate``): table, JSON, and exit 2 with one line on bad input."""
+"""``python -m accelerator`` (also ``-m accelerator.evaluate``): table, JSON, exit 2 on bad input"""
 
 from __future__ import annotations
 
