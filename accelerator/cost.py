@@ -14,6 +14,7 @@ Scoring runs in two phases so that one configuration (:func:`evaluate`) and whol
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,7 +77,7 @@ class LayerWork:
 
     @property
     def params(self) -> int:
-        return int(np.prod(self.shape))
+        return math.prod(self.shape)
 
     @property
     def entries_loaded(self) -> float:
@@ -227,12 +228,11 @@ class NetworkWork:
 
 def params_of(config: AcceleratorConfig) -> dict[str, float]:
     """The broadcast fields (:data:`accelerator.equations.BROADCAST_FIELDS`) of ``config``."""
-    data = config.model_dump()
     out: dict[str, float] = {}
     for dotted in BROADCAST_FIELDS:
-        node: Any = data
+        node: Any = config
         for part in dotted.split("."):
-            node = node[part]
+            node = getattr(node, part)
         out[dotted] = float(node)
     return out
 
@@ -380,8 +380,9 @@ def evaluate(
     fig = score(nw, p, np.zeros(1, dtype=np.int64), gb_bytes)
     tilings = nw.tilings(float(config.memory.global_buffer_bytes))
     f_hz = config.clock_mhz * 1e6
+    cols = {k: v[0].tolist() for k, v in fig.items() if v.shape[-1] == len(nw.layers)}
     reports = [
-        _layer_report(i, w, t, fig, f_hz)
+        _layer_report(i, w, t, cols, f_hz)
         for i, (w, t) in enumerate(zip(nw.layers, tilings, strict=True))
     ]
     params = sum(r.params for r in reports)
@@ -413,10 +414,10 @@ def evaluate(
 
 
 def _layer_report(
-    i: int, w: LayerWork, t: Tiling, fig: dict[str, np.ndarray], f_hz: float
+    i: int, w: LayerWork, t: Tiling, fig: dict[str, list[float]], f_hz: float
 ) -> LayerReport:
     def at(key: str) -> float:
-        return float(fig[key][0, i])
+        return fig[key][i]
 
     energy = {k: at(f"energy.{k}") for k in ENERGY_PARTS}
     energy["total"] = sum(energy[k] for k in ENERGY_PARTS)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -99,25 +100,40 @@ def pe_traffic(
     + partial sums.
     """
     tiles = -(-positions // accumulators)
-    share = d_max * entry_bits
-    over = share > scratchpad_bits
-    passes = np.maximum(np.ceil(share / scratchpad_bits), 1.0)
     inputs = channels * input_positions * timesteps * (1.0 - zero_fraction)
-    active = d_max > 0
-    refetch_bits = (tiles - 1) * d_sum * entry_bits
-    psum = 2.0 * (passes - 1) * n_mapped * positions * timesteps * membrane_bits
-    spill = over & (psum + (passes - 1) * inputs < refetch_bits)
-    loaded = float(d_sum.sum()) + float(((tiles - 1) * d_sum)[over & ~spill].sum())
-    psum_bits = float(psum[spill].sum())
-    input_reads = inputs * float(np.where(spill, passes, 1.0)[active].sum())
+    work = float(d_sum.sum())
+    d_peak = float(d_max.max()) if d_max.size else 0.0
+    if d_peak * entry_bits <= scratchpad_bits:  # every share fits: no reload, no spill
+        loaded, psum_bits = work, 0.0
+        input_reads = inputs * float(np.count_nonzero(d_max))
+    else:
+        share = d_max * entry_bits
+        over = share > scratchpad_bits
+        passes = np.maximum(np.ceil(share / scratchpad_bits), 1.0)
+        refetch_bits = (tiles - 1) * d_sum * entry_bits
+        psum = 2.0 * (passes - 1) * n_mapped * positions * timesteps * membrane_bits
+        spill = over & (psum + (passes - 1) * inputs < refetch_bits)
+        loaded = work + float(((tiles - 1) * d_sum)[over & ~spill].sum())
+        psum_bits = float(psum[spill].sum())
+        input_reads = inputs * float(np.where(spill, passes, 1.0)[d_max > 0].sum())
     outputs = float(filters * positions * timesteps)
     return PETraffic(
         entries_loaded=loaded,
         gb_read_bits=loaded * entry_bits + input_reads + psum_bits / 2,
         gb_write_bits=outputs + psum_bits / 2,
         psum_bits=psum_bits,
-        reloads=loaded > float(d_sum.sum()),
+        reloads=loaded > work,
     )
+
+
+SRAM_COLUMNS = ("read_pj_per_bit", "write_pj_per_bit", "leakage_mw", "area_mm2")
+
+
+@lru_cache(maxsize=64)
+def _table(table: tuple[SramRow, ...]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Capacities, their logs and the figure columns of an SRAM table (cached per table)."""
+    caps = np.array([r.kib for r in table])
+    return caps, np.log(caps), [np.array([getattr(r, n) for r in table]) for n in SRAM_COLUMNS]
 
 
 def sram_figures(
@@ -130,11 +146,9 @@ def sram_figures(
     proportion to capacity (more banks of the end row's macro), so both keep growing.
     """
     x = np.log(np.asarray(kib, dtype=np.float64))
-    caps = np.array([r.kib for r in table])
-    lx = np.log(caps)
+    caps, lx, columns = _table(tuple(table))
     out = []
-    for name in ("read_pj_per_bit", "write_pj_per_bit", "leakage_mw", "area_mm2"):
-        v = np.array([getattr(r, name) for r in table])
+    for name, v in zip(SRAM_COLUMNS, columns, strict=True):
         y = np.interp(x, lx, v)
         if name in ("leakage_mw", "area_mm2"):
             ratio = np.exp(x) / np.where(x < lx[0], caps[0], caps[-1])

@@ -78,6 +78,7 @@ class Geometry:
         return self.h_in * self.w_in
 
 
+@lru_cache(maxsize=4096)
 def _square(positions: int) -> tuple[int, int]:
     """The most square ``(h, w)`` with ``h * w = positions`` and ``h <= w``."""
     h = int(np.sqrt(positions))
