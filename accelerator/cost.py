@@ -17,11 +17,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from accelerator.config import AcceleratorConfig
+from accelerator.config import AcceleratorConfig, SramRow
 from accelerator.counts import ChunkStats, LayerCounts, MaskSummary, stats_from_mask, summarize
 from accelerator.equations import (
     BROADCAST_FIELDS,
@@ -188,10 +189,9 @@ class NetworkWork:
 
     def dram(self, gb_bytes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """DRAM read and write bits, shape ``(len(gb_bytes), layers)``."""
-        rows = [self.tilings(float(g)) for g in np.asarray(gb_bytes).reshape(-1)]
-        read = np.array([[t.dram_read_bits for t in r] for r in rows], dtype=np.float64)
-        write = np.array([[t.dram_output_bits for t in r] for r in rows], dtype=np.float64)
-        return read.reshape(-1, len(self.layers)), write.reshape(-1, len(self.layers))
+        key = tuple((w.geo, w.timesteps, w.weight_bits) for w in self.layers)
+        sizes = tuple(float(g) for g in np.asarray(gb_bytes).reshape(-1))
+        return _dram_table(key, self.config.bits.membrane, sizes)
 
     def scratchpad(self) -> tuple[float, float]:
         """Leakage (mW) and area (mm^2) of one PE scratchpad, from the SRAM table."""
@@ -226,6 +226,28 @@ class NetworkWork:
         }
 
 
+@lru_cache(maxsize=1024)
+def _dram_table(
+    layers: tuple[tuple[Geometry, int, float], ...], membrane_bits: int, sizes: tuple[float, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """DRAM read and write bits of every layer for every buffer size (cached: a grid's mappings
+    share them, the weight bits do not depend on the mapping)."""
+    tiles = [[choose_tiling(g, t, w, membrane_bits, s * 8) for g, t, w in layers] for s in sizes]
+    read = np.array([[t.dram_read_bits for t in row] for row in tiles], dtype=np.float64)
+    write = np.array([[t.dram_output_bits for t in row] for row in tiles], dtype=np.float64)
+    read.flags.writeable = False
+    write.flags.writeable = False
+    return read.reshape(len(sizes), len(layers)), write.reshape(len(sizes), len(layers))
+
+
+@lru_cache(maxsize=1024)
+def _gb_figures(
+    table: tuple[SramRow, ...], sizes: tuple[float, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`accelerator.equations.sram_figures` of every global-buffer size (cached)."""
+    return sram_figures(table, np.array(sizes) / 1024)
+
+
 def params_of(config: AcceleratorConfig) -> dict[str, float]:
     """The broadcast fields (:data:`accelerator.equations.BROADCAST_FIELDS`) of ``config``."""
     out: dict[str, float] = {}
@@ -245,7 +267,7 @@ def score(
     row's entry in it; ``p`` holds ``(rows, 1)`` columns of the broadcast fields."""
     cfg = nw.config
     read, write = nw.dram(gb_bytes)
-    gb = sram_figures(cfg.memory.sram_table, np.asarray(gb_bytes, dtype=np.float64) / 1024)
+    gb = _gb_figures(cfg.memory.sram_table, tuple(float(g) for g in np.asarray(gb_bytes)))
     gb_rows = tuple(g[gb_index][:, None] for g in gb)
     sp = nw.scratchpad()
     out = figures(

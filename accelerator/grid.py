@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
-from accelerator.config import AcceleratorConfig, accelerator_fields
-from accelerator.cost import network_work, params_of, score
+from accelerator.config import AcceleratorConfig, Dataflow, PEArray, accelerator_fields
+from accelerator.cost import NetworkWork, network_work, params_of, score
 from accelerator.counts import MaskSummary, summarize
 from accelerator.equations import BROADCAST_FIELDS
 from accelerator.files import ConfigError, validation_error
@@ -69,6 +69,23 @@ def check_grid(
     if rows > MAX_GRID_ROWS:
         raise ConfigError(source, "", f"{rows} combinations; at most {MAX_GRID_ROWS} are allowed")
     return out
+
+
+def _shared_work(
+    config: AcceleratorConfig,
+    summary: MaskSummary,
+    profile: Profile | None,
+    cache: dict[str, NetworkWork],
+) -> NetworkWork:
+    """Phase 1 of ``config``, shared by mappings that place every weight alike: under the K and C
+    dataflows only ``rows * cols`` matters, so an ``r x c`` array counts as ``(r c) x 1``."""
+    canonical = config
+    if config.dataflow in (Dataflow.K, Dataflow.C) and config.pe_array.cols != 1:
+        canonical = config.model_copy(update={"pe_array": PEArray(rows=config.n_pe, cols=1)})
+    key = canonical.model_dump_json()
+    if key not in cache:
+        cache[key] = network_work(canonical, summary, profile)
+    return cache[key]
 
 
 def evaluate_grid(
@@ -124,11 +141,12 @@ def evaluate_grid(
             "global_buffer_bits",
         )
     }
+    works: dict[str, NetworkWork] = {}
     for a, b in zip(starts, ends, strict=True):
         rows = order[a:b]
         first = idx[rows[0]]
         cfg = base_config.with_updates({fields[j]: values[fields[j]][first[j]] for j in structural})
-        nw = network_work(cfg, summary, prof)
+        nw = _shared_work(cfg, summary, prof, works)
         p: dict[str, np.ndarray] = {}
         for name in BROADCAST_FIELDS:
             if name in values:
