@@ -90,7 +90,8 @@ def main() -> None:
     print(
         f"{n} configurations ({partitions} PE partitions) in {seconds:.2f} s (median of "
         f"{REPEATS}; best {min(times):.2f} s) = {rate:,.0f} "
-        f"configurations/s wall, {cpu_rate:,.0f}/s of process CPU time, on one core; worst relative difference to evaluate() over 20 "
+        f"configurations/s wall, {cpu_rate:,.0f}/s of process CPU time, on one core; "
+        f"worst relative difference to evaluate() over 20 "
         f"sampled rows {worst:.1e}"
     )
     path = save(
