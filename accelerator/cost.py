@@ -195,10 +195,10 @@ class NetworkWork:
 
     def scratchpad(self) -> tuple[float, float]:
         """Leakage (mW) and area (mm^2) of one PE scratchpad, from the SRAM table."""
-        _, _, leak, area = sram_figures(
-            self.config.memory.sram_table, self.config.pe.scratchpad_bytes / 1024
+        _, _, leak, area = _gb_figures(
+            self.config.memory.sram_table, (float(self.config.pe.scratchpad_bytes),)
         )
-        return float(leak), float(area)
+        return float(leak[0]), float(area[0])
 
     def utilizations(self) -> dict[str, float]:
         """Network utilizations: weighted, plain and the authors' means (see :class:`Report`)."""
@@ -244,7 +244,7 @@ def _dram_table(
 def _gb_figures(
     table: tuple[SramRow, ...], sizes: tuple[float, ...]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`accelerator.equations.sram_figures` of every global-buffer size (cached)."""
+    """:func:`accelerator.equations.sram_figures` of SRAMs of ``sizes`` bytes (cached)."""
     return sram_figures(table, np.array(sizes) / 1024)
 
 
