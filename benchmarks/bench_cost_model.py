@@ -118,6 +118,12 @@ def bench_point(
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one sparsity, 16 PEs only")
+    parser.add_argument(
+        "--tag",
+        default="",
+        help="write results/cost_model_<tag>.json (e.g. a baseline: run with PYTHONPATH pointing "
+        "at another checkout's accelerator)",
+    )
     args = parser.parse_args()
     nets = {"vgg16": vgg16_shapes(), "resnet19": resnet19_shapes()}
     sparsities = [0.98] if args.quick else [0.90, 0.95, 0.98]
@@ -145,7 +151,7 @@ def main() -> None:
                         f"count_nonzero ({floor * 1e3:.2f} ms); "
                         f"{row['points_per_second']:7.0f} design points/s{loop}"
                     )
-    path = save("cost_model", {"rows": rows})
+    path = save(f"cost_model_{args.tag}" if args.tag else "cost_model", {"rows": rows})
     print(f"wrote {path}")
 
 
