@@ -304,7 +304,7 @@ class SpikeProfiler:
         s["all_zero"] += all_zero
         s["samples"] += b
 
-    def result(self, order: list[str] | dict[str, torch.nn.Module]) -> dict[str, Any]:
+    def result(self, order: list[str] | dict[str, Any]) -> dict[str, Any]:
         """The profile dict (JSON-ready) with layers in ``order``; given the modules by name
         (``model.prunable()``), conv layers also get their stride and padding."""
         modules = order if isinstance(order, dict) else {}
