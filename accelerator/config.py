@@ -1,9 +1,11 @@
 """Hardware description: a Pydantic schema for a weight-stationary spiking PE array.
 
 Every field carries its unit and allowed range. Defaults are the paper's 16-PE array at 400 MHz
-(PAPER.md, "Hardware of the paper") with the public per-operation energies of the same group's
-SATA simulator; area defaults are illustrative 32 nm figures meant to be replaced by a user's own
-synthesis numbers. Unknown keys are errors (``extra="forbid"``).
+(Yin et al., "Workload-Balanced Pruning for Sparse Spiking Neural Networks", arXiv 2302.06746)
+with the public per-operation energies of the same group's SATA simulator (SATA_Sim, github
+RuokaiYin/SATA_Sim commit d447058), SRAM figures from CACTI 7 (:data:`CACTI_32NM_LOP`) and LPDDR4
+DRAM energy; logic-area defaults are illustrative 32 nm figures meant to be replaced by a user's
+own synthesis numbers. Unknown keys are errors (``extra="forbid"``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class _Strict(BaseModel):
 
 
 class Dataflow(str, Enum):
-    """Which PE holds which weight (DESIGN.md).
+    """Which PE holds which weight (:mod:`accelerator.mapping`).
 
     ``K``: each PE holds whole output filters; filters are processed in groups of ``rows*cols``
     consecutive filters (the paper's "sata"). ``C``: each filter's input channels are split into
