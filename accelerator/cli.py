@@ -80,7 +80,8 @@ def format_table(report: Report) -> str:
         f"{report.nonzeros:>10d} {'':>10} {'':>9} {report.cycles:>12.0f} {'':>7} "
         f"{e['total'] * 1e-6:>11.4f}",
         f"utilization {report.utilization:.4f} (mean of layer Eq. 2 weighted by parameter count; "
-        f"unweighted mean {report.utilization_unweighted:.4f})",
+        f"unweighted mean {report.utilization_unweighted:.4f}; conv layers but the first, as "
+        f"the authors' code prints: {report.utilization_authors:.4f})",
         f"latency {report.seconds * 1e6:.3f} us ({report.cycles:.0f} cycles at the clock)",
         "energy uJ: "
         + ", ".join(
@@ -158,8 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="output folder of --grid (CSV files and a plot)")
     try:
         args = parser.parse_args(argv)
-        if args.grid and not args.out:
-            raise InputError("--grid needs --out DIR")
+        if bool(args.grid) != bool(args.out):
+            raise InputError("--grid GRID.yaml and --out DIR go together")
         config = load_accelerator(args.config)
         masks = load_masks(args.masks)
         profile = load_profile(args.profile) if args.profile else None

@@ -270,9 +270,7 @@ def score(
     gb = _gb_figures(cfg.memory.sram_table, tuple(float(g) for g in np.asarray(gb_bytes)))
     gb_rows = tuple(g[gb_index][:, None] for g in gb)
     sp = nw.scratchpad()
-    out = figures(
-        nw.arrays, read[gb_index], write[gb_index], p, cfg.n_pe, cfg.pe.accumulators, sp, gb_rows
-    )
+    out = figures(nw.arrays, read[gb_index], write[gb_index], p, cfg.n_pe, sp, gb_rows)
     out["area_mm2"] = area_mm2(p, cfg.n_pe, cfg.pe.accumulators, sp[1], gb_rows[3])
     out["dram_read_bits"] = read[gb_index]
     return out

@@ -163,7 +163,6 @@ def figures(
     dram_write: np.ndarray,
     p: Params,
     n_pe: int,
-    accumulators: int,
     scratchpad: tuple[float, float],
     gb: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
 ) -> dict[str, np.ndarray]:

@@ -220,3 +220,5 @@ def test_cli_grid_writes_csv_front_and_plot(
     assert main([str(PAPER_K), str(npz), "--grid", str(bad), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "bad.yaml" in err and "memory.buffer" in err and err.count("\n") == 1
+    assert main([str(PAPER_K), str(npz), "--grid", str(grid)]) == 2
+    assert "go together" in capsys.readouterr().err
