@@ -121,6 +121,7 @@ def plot_front(frame: Any, front: Any, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     ax.scatter(frame["seconds"] * 1e3, frame["energy_uj"], s=4, c="0.8", label="all")
@@ -135,6 +136,10 @@ def plot_front(frame: Any, front: Any, path: Path) -> None:
     fig.colorbar(sc, ax=ax, label="area (mm$^2$)")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):  # plain numbers, no crowded minor-tick labels
+        axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(ticker.FormatStrFormatter("%.3g"))
+        axis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel("latency (ms)")
     ax.set_ylabel("energy (uJ)")
     ax.legend(loc="best")
