@@ -222,3 +222,31 @@ def test_cli_grid_writes_csv_front_and_plot(
     assert "bad.yaml" in err and "memory.buffer" in err and err.count("\n") == 1
     assert main([str(PAPER_K), str(npz), "--grid", str(grid)]) == 2
     assert "go together" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("accumulators", "reloads", "psum_bits", "gb_bits"),
+    [
+        # 9 weights x 24 bits = 216 > a 128-bit scratchpad: 2 passes. 64 positions, 16
+        # accumulators: refetching costs 3 x 216 = 648 bits, spilling 2 x 64 x 24 + 64 = 3136:
+        # refetch. GB: reads 36 entries x 24 + 64 inputs, writes 64 outputs, DRAM fills and
+        # drains 216 + 64 + 64.
+        (16, True, 0.0, 36 * 24 + 64 + 64 + 344),
+        # 1 accumulator: refetching costs 63 x 216 bits, so the partial sums spill (3072 bits,
+        # half written, half read back) and the inputs stream twice.
+        (1, False, 3072.0, (9 * 24 + 2 * 64 + 1536) + (64 + 1536) + 344),
+    ],
+)
+def test_scratchpad_overflow_refetches_or_spills(
+    accumulators: int, reloads: bool, psum_bits: float, gb_bits: int
+) -> None:
+    config = AcceleratorConfig(
+        pe_array={"rows": 1, "cols": 1},
+        pe={"scratchpad_bytes": 16, "accumulators": accumulators},
+    )
+    prof = {"layers": {"c": {"positions": 64, "timesteps": 1, "output_size": [8, 8]}}}
+    layer = evaluate(config, {"c": np.ones((1, 1, 3, 3), bool)}, prof).layers[0]
+    assert layer.scratchpad_reloads is reloads
+    assert layer.psum_spill_bits == psum_bits
+    assert layer.dram_bits == 216 + 64 + 64
+    assert layer.global_buffer_bits == gb_bits
