@@ -33,7 +33,8 @@ A tile is ``K_t = ceil(K / n_K)`` filters x ``R_t = ceil(H_o / n_R)`` output row
 
 GB footprint of a tile (bits): weights ``W K_t / K`` + inputs ``C rows_in(R_t) W_i T_t`` + outputs
 ``K_t R_t W_o T_t`` + membranes (``K_t`` resp. ``K`` filters x ``R_t W_o`` x ``b_m``, when
-``n_T > 1``). DRAM traffic:
+``n_T > 1``). Partial sums spilled by the PE level (:func:`accelerator.equations.pe_traffic`)
+pass through the GB as traffic but are not part of the footprint. DRAM traffic:
 
 - order K: ``W + I_tiles * (n_K if n_R n_T > 1 else 1) + O``;
 - order R: ``W * (n_R n_T if n_K > 1 else 1) + I_tiles + O``;
