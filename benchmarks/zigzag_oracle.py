@@ -64,7 +64,8 @@ after each block, so the layers see 32, 32, 16, 16, 8, 8, 8, 4, 4, 4, 2, 2, 2 pi
 first layer also reads spikes (as the project's cost model counts every layer).
 
 Search: ZigZag's LOMA engine over all loop orderings of at most ``lpf_limit`` loop prime factors
-(default 6, ZigZag's default; lower it to cut run time), uneven memory allocation, keeping the
+(default here 7; ZigZag's own default 6 leaves one loop per dimension, i.e. no tiling; each
+extra factor costs about 8x the run time), uneven memory allocation, keeping the
 minimum-energy mapping per layer (``opt="energy"``; DRAM traffic dominates the energy here so
 this is also close to the minimum-DRAM-traffic mapping). Each layer is run as a one-layer
 workload, so layers are independent (no inter-layer data reuse).
@@ -75,29 +76,37 @@ JSON schema (``benchmarks/results/zigzag_vgg16.json``)
 
     {
       "zigzag_version": "3.9.1",
-      "machine": {...}, "command": "...", "seconds": float,
-      "setup": {hardware fields (see OracleHardware), "timesteps", "opt", "lpf_limit",
-                "mapping_search": "loma", "units": {...}},
+      "machine": {"python", "platform", "cpus"}, "command": str, "seconds": float,
+      "setup": {every OracleHardware field (global_buffer_bytes: the template's, each run
+                overrides it), "dram_bits_per_cycle", "timesteps", "opt", "lpf_limit",
+                "mapping_search", "spatial_unrolling": {"D1", "D2", "D3"}, "units": {...}},
       "buffers": [bytes, ...],
-      "layers": [{"name", "K", "C", "H", "W", "FY", "FX", "stride", "padding"}, ...],
+      "layers": [{"name", "K", "C", "H", "W", "FY", "FX", "padding", "OY", "OX",
+                  "stride"}, ...],
       "runs": [                              # one per (buffer, layer)
         {"buffer_bytes", "layer", "ok": bool, "error": str | null,
+         # the keys below only when ok
          "energy_pj", "mac_energy_pj", "mem_energy_pj",
          "latency_cycles", "ideal_cycles",
          "temporal_mapping": str, "spatial_mapping": str,
-         "dram":  {"read_bits": {"W","I","O"}, "write_bits": {"W","I","O"},
-                   "read_words": {...}, "write_words": {...}, "energy_pj": {...}},
+         "dram":          {"read_bits": {"W", "I", "O"}, "write_bits": {"W", "I", "O"},
+                           "read_words": {...}, "write_words": {...}, "energy_pj": {...}},
          "global_buffer": {same keys},
-         "levels": {operand: [{"memory", "rd_to_low_bits", "wr_from_high_bits",
-                                "rd_to_high_bits", "wr_from_low_bits",
-                                "rd_to_low_words", ...}, ...]}}
+         "levels": {"W" | "I" | "O": [              # bottom-up memory levels of the operand
+             {"memory", "energy_pj",
+              "rd_to_low_bits", "wr_from_high_bits", "rd_to_high_bits", "wr_from_low_bits",
+              "rd_to_low_words", "wr_from_high_words", "rd_to_high_words",
+              "wr_from_low_words"}, ...]}}
       ],
       "totals": [                            # network sums per buffer (ok layers only)
-        {"buffer_bytes", "layers_ok", "dram_read_bits", "dram_write_bits", "dram_bits",
-         "global_buffer_read_bits", "global_buffer_write_bits", "global_buffer_bits",
-         "energy_pj", "latency_cycles"}
+        {"buffer_bytes", "layers_ok", "layers_failed",
+         "dram_read_bits", "dram_write_bits", "dram_bits", "dram_bits_W", "dram_bits_I",
+         "dram_bits_O", "global_buffer_read_bits", "global_buffer_write_bits",
+         "global_buffer_bits", "global_buffer_bits_W", "global_buffer_bits_I",
+         "global_buffer_bits_O", "energy_pj", "dram_energy_pj", "latency_cycles"}
       ],
-      "dram_ranking": [buffer bytes sorted by network DRAM bits, ascending]
+      "dram_ranking": [buffer bytes sorted by network DRAM bits, fewest first; ties keep
+                       the smaller buffer first]
     }
 
 Directions: for a level, "read" is everything read out of it (to the level below, and for
@@ -107,11 +116,21 @@ are bits DRAM sends to the global buffer, "write_bits" what the global buffer se
 in that direction (partial sums 24 bits, final outputs 1 bit); "words" are ZigZag's access
 counts in units of the port's maximum width (burst granularity ``word_bits``).
 
-Command::
+Commands (``--table`` reprints a results file, ``--merge`` joins sweeps over other buffers)::
 
     nice -n 10 python benchmarks/zigzag_oracle.py \\
         --buffers 16384 65536 147456 524288 2097152 8388608 \\
         --out benchmarks/results/zigzag_vgg16.json
+    python benchmarks/zigzag_oracle.py --table benchmarks/results/zigzag_vgg16.json
+
+Python use (what a comparison script calls)::
+
+    from zigzag_oracle import OracleHardware, ConvLayer, zigzag_layer, zigzag_network
+    zigzag_layer(ConvLayer("x", K=64, C=64, H=32, W=32), OracleHardware(global_buffer_bytes=
+                 65536), timesteps=4)["dram"]["read_bits"]["W"]
+
+Only dataflow K was validated. C and KC are wired as well; ZigZag 3.9.1 stops with an internal
+assertion on KC 4x4 for conv13 (the run is then recorded with ``ok: false``).
 """
 
 from __future__ import annotations
