@@ -144,10 +144,11 @@ class Constraint(_Strict):
 class SamplerSpec(_Strict):
     """Optuna sampler and its options."""
 
-    name: Literal["nsga2", "nsga3", "tpe", "random", "qmc", "gp"] = Field(
+    name: Literal["nsga2", "nsga3", "tpe", "random", "qmc", "gp", "exhaustive"] = Field(
         "tpe",
         description="tpe (default: multivariate TPE with constant liar, the best hypervolume "
-        "per trial in benchmarks/bench_samplers.py), nsga2, nsga3, random, qmc or gp.",
+        "per trial in benchmarks/bench_samplers.py), nsga2, nsga3, random, qmc, gp, or "
+        "exhaustive (exact mode: every point of a finite space, each ticket trained once).",
     )
     population_size: int | None = Field(
         None, ge=2, description="NSGA-II/III population per generation."
@@ -157,7 +158,7 @@ class SamplerSpec(_Strict):
 
 def _default_objectives() -> list[Objective]:
     return [
-        Objective(metric="accuracy", direction="maximize"),
+        Objective(metric="val_accuracy", direction="maximize"),
         Objective(metric="latency", direction="minimize"),
         Objective(metric="energy", direction="minimize"),
     ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -23,7 +23,16 @@ from typing import Any
 
 import numpy as np
 
-from accelerator import LayerOrder, Report, evaluate, ordered_pe_index, pe_index, plan_orders
+from accelerator import (
+    AcceleratorConfig,
+    LayerOrder,
+    Report,
+    evaluate,
+    ordered_pe_index,
+    pe_index,
+    plan_orders,
+    summarize,
+)
 from dse.cache import TicketCache, dense_key, ticket_key
 from dse.design import DesignPoint
 from snn.data import Splits, load_dataset
@@ -204,14 +213,16 @@ def round_orders(row: dict[str, Any]) -> dict[str, LayerOrder] | None:
     return None if not stored else {n: LayerOrder.from_dict(o) for n, o in stored.items()}
 
 
-def run_trial(
+def ticket_rounds(
     point: DesignPoint,
     *,
     cache: TicketCache | None = None,
     progress: Progress | None = None,
-) -> TrialResult:
-    """Train, prune and score ``point``; reuse cached dense runs and tickets when possible."""
-    t_start = time.perf_counter()
+) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, float]]:
+    """Every round of ``point``'s ticket (dense round first, ``point.pruning.rounds + 1`` in
+    all): from the cache when an entry with at least that many rounds exists, trained
+    otherwise. Returns (rounds, cache status, timings); a cache hit reports zero seconds of
+    training, balancing and evaluation (nothing was computed for this point)."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     splits = load_splits(point)
@@ -244,6 +255,40 @@ def run_trial(
                 r["train_seconds"] = r["balance_seconds"] = r["eval_seconds"] = 0.0
             if progress is not None:
                 progress("rounds", rounds_wanted + 1, rounds_wanted + 1)
+    return rounds, status, timings
+
+
+def score_configs(
+    configs: Sequence[AcceleratorConfig],
+    rounds: Sequence[dict[str, Any]],
+    round_numbers: Iterable[int],
+) -> list[dict[int, Report]]:
+    """Hardware reports of rounds ``round_numbers`` of one ticket on every configuration:
+    ``out[i][r]`` for ``configs[i]``, round ``r``. Every scoring in ``dse`` goes through here,
+    so a trial and the same point derived from a longer ticket get identical figures.
+
+    The single place that loops over ``accelerator.evaluate``: switch it to the vectorized
+    ``accelerator.evaluate_grid`` once that exists (one call per round, the configurations as
+    its grid). Masks are reduced once per round (:func:`accelerator.summarize`).
+    """
+    numbers = list(round_numbers)
+    summaries = {r: summarize(rounds[r]["masks"]) for r in numbers}
+    orders = {r: round_orders(rounds[r]) for r in numbers}
+    return [
+        {r: evaluate(config, summaries[r], rounds[r]["profile"], orders[r]) for r in numbers}
+        for config in configs
+    ]
+
+
+def run_trial(
+    point: DesignPoint,
+    *,
+    cache: TicketCache | None = None,
+    progress: Progress | None = None,
+) -> TrialResult:
+    """Train, prune and score ``point``; reuse cached dense runs and tickets when possible."""
+    t_start = time.perf_counter()
+    rounds, status, timings = ticket_rounds(point, cache=cache, progress=progress)
     train_s = sum(float(r["train_seconds"]) for r in rounds)
     balance_s = sum(float(r["balance_seconds"]) for r in rounds)
     eval_s = sum(float(r["eval_seconds"]) for r in rounds)
@@ -251,8 +296,9 @@ def run_trial(
     t0 = time.perf_counter()
     scores: list[RoundScore] = []
     report: Report | None = None
-    for r in rounds:
-        report = evaluate(point.accelerator, r["masks"], r["profile"], round_orders(r))
+    reports = score_configs([point.accelerator], rounds, range(len(rounds)))[0]
+    for i, r in enumerate(rounds):
+        report = reports[i]
         scores.append(
             RoundScore(
                 round=int(r["round"]),
