@@ -17,23 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from accelerator import AcceleratorConfig, ConfigError, parse_accelerator, read_yaml
 from accelerator.files import validation_error
+from dse.metrics import METRICS
 from snn.models import ModelConfig
 from snn.ticket import TicketConfig
 from snn.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPACE = ROOT / "search_spaces" / "default.yaml"
-
-METRICS: dict[str, str] = {
-    "accuracy": "test accuracy of the final ticket (fraction)",
-    "val_accuracy": "validation accuracy of the final ticket (fraction)",
-    "latency": "inference latency of one sample (seconds)",
-    "energy": "inference energy of one sample (microjoules)",
-    "area": "accelerator area (mm^2)",
-    "utilization": "PE utilization, Eq. 2 weighted by parameter count",
-    "sparsity": "weight sparsity of the final ticket (fraction)",
-    "edp": "energy-delay product (microjoule-seconds)",
-}
 
 
 class _Strict(BaseModel):
@@ -154,6 +144,12 @@ class SamplerSpec(_Strict):
         None, ge=2, description="NSGA-II/III population per generation."
     )
     n_startup_trials: int | None = Field(None, ge=0, description="TPE/GP random start-up trials.")
+    derive: bool = Field(
+        True,
+        description="Ticket-centric search: a trained ticket scores every design point of the "
+        "space it serves, and its non-dominated points join the study as derived trials "
+        "(dse.tickets). false: one design point per trial, a plain Optuna study.",
+    )
 
 
 def _default_objectives() -> list[Objective]:

@@ -47,8 +47,9 @@ from accelerator import AcceleratorConfig, ConfigError, pe_index
 from dse.cache import TicketCache, ticket_key
 from dse.design import DesignPoint, base_sections
 from dse.files import atomic_write, file_lock, jsonable
-from dse.space import METRICS, CategoricalParam, FloatParam, IntParam, LoadedSpace, Param, Space
-from dse.trial import load_splits, metrics_of, score_configs, ticket_rounds, weight_shapes
+from dse.metrics import METRICS, metrics_of
+from dse.space import CategoricalParam, FloatParam, IntParam, LoadedSpace, Param, Space
+from dse.trial import load_splits, score_configs, ticket_rounds, weight_shapes
 from dse.worker import constraint_values, distributions
 
 ROUNDS = "pruning.rounds"

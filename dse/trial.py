@@ -35,6 +35,7 @@ from accelerator import (
 )
 from dse.cache import TicketCache, dense_key, ticket_key
 from dse.design import DesignPoint
+from dse.metrics import metrics_of
 from snn.data import Splits, load_dataset
 from snn.models import build_model
 from snn.ticket import DenseRun, RoundInfo, find_ticket, train_dense
@@ -107,21 +108,6 @@ def weight_shapes(point: DesignPoint, splits: Splits) -> dict[str, tuple[int, ..
     """Shapes of the prunable weights, in network order."""
     model = build_model(point.model, splits.in_shape, splits.n_classes)
     return {n: tuple(m.weight.shape) for n, m in model.prunable().items()}
-
-
-def metrics_of(report: Report, accuracy: float, val_accuracy: float) -> dict[str, float]:
-    """The metrics objectives and constraints can name (see ``dse.space.METRICS``)."""
-    energy_uj = report.energy_pj["total"] * 1e-6
-    return {
-        "accuracy": accuracy,
-        "val_accuracy": val_accuracy,
-        "latency": report.seconds,
-        "energy": energy_uj,
-        "area": report.area_mm2,
-        "utilization": report.utilization,
-        "sparsity": report.sparsity,
-        "edp": energy_uj * report.seconds,
-    }
 
 
 def _round_dict(info: RoundInfo) -> dict[str, Any]:

@@ -199,7 +199,8 @@ class Worker:
         self.ray_node = _ray_node_id()
         # ticket-centric (dse.tickets) when the run directory and a ticket cache are given
         self.run_dir = Path(run_dir) if run_dir else None
-        self.tickets = TicketSpace(self.loaded) if self.run_dir and self.cache else None
+        derive = self.space.sampler.derive and self.run_dir and self.cache
+        self.tickets = TicketSpace(self.loaded) if derive else None
         self.init_seconds: float | None = time.perf_counter() - t0  # reported with trial 1
 
     def score_ticket(self, assignments: dict[str, Any]) -> dict[str, Any]:

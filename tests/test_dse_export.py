@@ -68,8 +68,10 @@ def design_trial(
         "total_seconds": rng.uniform(10, 20),
         "node": "node-1",
     }
+    system: dict[str, Any] = {}
     if area_max is not None:
         attrs["constraint"] = [metrics["area"] - area_max]
+        system["constraints:area_max"] = metrics["area"] - area_max  # as set_constraint does
     return optuna.trial.create_trial(
         params={
             "accelerator.dataflow": dataflow,
@@ -79,6 +81,7 @@ def design_trial(
         distributions=DISTRIBUTIONS,
         values=[metrics[m] for m, _ in objectives],
         user_attrs=attrs,
+        system_attrs=system,
         state=TrialState.COMPLETE,
     )
 
@@ -411,6 +414,7 @@ def test_front_matches_brute_force(
             optuna.trial.create_trial(
                 values=[float(a), float(b)],
                 user_attrs={"constraint": [-1.0 if feasible else 1.0]},
+                system_attrs={"constraints:c": -1.0 if feasible else 1.0},
             )
         )
     got = [t.number for t in pareto_trials(study)]

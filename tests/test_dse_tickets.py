@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import numpy as np
 import optuna
 import pytest
 import yaml
+from test_dse_search import dashboard_detail, load, search_argv
 
 from dse.cache import TicketCache
 from dse.design import DesignPoint
@@ -20,9 +20,6 @@ from dse.search import main
 from dse.space import load_space
 from dse.tickets import TicketSpace, budget_states, finite_values, front_rows
 from dse.trial import run_trial, ticket_rounds
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_dse_search import load, search_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["train.epochs=1", "pruning.rewind_epoch=1", "model.width=0.5", "train.num_threads=1"]
@@ -208,3 +205,17 @@ def test_derived_point_reevaluated_alone_is_identical(proposal_run: Path, tmp_pa
     assert {r["ticket"] for r in rows} == {
         t.user_attrs["ticket"] for t in study.trials if "ticket" in t.user_attrs
     }
+
+
+def test_derived_trials_are_visible_in_optuna_dashboard(proposal_run: Path) -> None:
+    detail = dashboard_detail(proposal_run)
+
+    def attrs(t: dict[str, Any]) -> dict[str, Any]:
+        return {a["key"]: a["value"] for a in t["user_attrs"]}
+
+    sources = [attrs(t).get("source") for t in detail["trials"]]
+    assert "derived" in sources and "trained" in sources
+    derived = [t for t in detail["trials"] if attrs(t).get("source") == "derived"]
+    assert all(t["state"].lower() == "complete" and len(t["values"]) == 3 for t in derived)
+    study = load(proposal_run)
+    assert {t["number"] for t in detail["best_trials"]} == {t.number for t in study.best_trials}
