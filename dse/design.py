@@ -7,6 +7,7 @@ serializable to a plain dict that is stored with every trial so the trial can be
 from __future__ import annotations
 
 import copy
+import difflib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,20 @@ def base_sections(loaded: LoadedSpace) -> dict[str, Any]:
         "pruning": space.pruning.model_dump(mode="json"),
         "seed": space.seed,
     }
+
+
+def _closest(head: str, section: dict[str, Any], dotted: str) -> str:
+    """A "did you mean" hint for a dotted path that misses a field of ``section``."""
+    node: Any = section
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, dict):
+            return ""
+        if part not in node:
+            close = difflib.get_close_matches(part, list(node), n=1)
+            return f"; did you mean '{'.'.join([head, *parts[:i], close[0]])}'?" if close else ""
+        node = node[part]
+    return ""
 
 
 @dataclass(frozen=True)
@@ -72,7 +87,9 @@ class DesignPoint:
             try:
                 set_existing(sections[head], rest, value)
             except KeyError:
-                message = "addresses no field of the design point"
+                message = "addresses no field of the design point" + _closest(
+                    head, sections[head], rest
+                )
                 raise ConfigError("<params>", key, message) from None
         return cls.from_dict(sections)
 

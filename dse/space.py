@@ -9,6 +9,7 @@ and gives its Optuna distribution.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -223,6 +224,30 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def unknown_key_error(
+    path: str | Path, exc: ValidationError, root: type[BaseModel], prefix: str = ""
+) -> ConfigError:
+    """:func:`validation_error`, but an unknown key also gets a "did you mean" from the
+    fields allowed where it stands (``train.epoch`` -> ``epochs``)."""
+    first = exc.errors(include_url=False)[0]
+    if first["type"] == "extra_forbidden":
+        loc = [str(p) for p in first["loc"]]
+        model: type[BaseModel] = root
+        for part in loc[:-1]:
+            field = model.model_fields.get(part)
+            ann = field.annotation if field is not None else None
+            if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+                break
+            model = ann
+        else:
+            known = list(model.model_fields)
+            close = difflib.get_close_matches(loc[-1], known, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            field_name = ".".join([*([prefix] if prefix else []), *loc])
+            return ConfigError(path, field_name, f"unknown key; {hint}allowed: {', '.join(known)}")
+    return validation_error(path, exc, prefix=prefix)
+
+
 def load_space(path: str | Path = DEFAULT_SPACE, overrides: list[str] | None = None) -> LoadedSpace:
     """Read, override (``KEY=VALUE`` strings) and validate a search-space file."""
     p = Path(path)
@@ -236,7 +261,7 @@ def load_space(path: str | Path = DEFAULT_SPACE, overrides: list[str] | None = N
     try:
         space = Space.model_validate(data)
     except ValidationError as exc:
-        raise validation_error(p, exc) from None
+        raise unknown_key_error(p, exc, Space) from None
     loaded = LoadedSpace(space, p)
     loaded.base_accelerator()  # validates the accelerator section now, not in a worker
     loaded.check_params()
@@ -266,7 +291,7 @@ class LoadedSpace:
         try:
             return AcceleratorConfig.model_validate(_merge(data, section))
         except ValidationError as exc:
-            raise validation_error(source, exc, prefix="accelerator") from None
+            raise unknown_key_error(source, exc, AcceleratorConfig, "accelerator") from None
 
     def check_params(self) -> None:
         """Every parameter must address a real field and accept its distribution's values."""
