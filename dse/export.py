@@ -338,7 +338,17 @@ def _maybe_log(ax: Any, axis: str, metric: str, values: Sequence[float]) -> None
         and min(vals) > 0
         and max(vals) / min(vals) > 10
     ):
+        from matplotlib import ticker
+
         (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+        # Labels at 1 (2, 5) x 10^k written compactly ("0.2", "5e-06"), none on minor ticks:
+        # matplotlib's default labels minor ticks of short log ranges, and they overlap.
+        target = ax.xaxis if axis == "x" else ax.yaxis
+        decades = math.log10(max(vals) / min(vals))
+        subs = (1.0, 2.0, 5.0) if decades <= 2 else (1.0,)
+        target.set_major_locator(ticker.LogLocator(base=10, subs=subs, numticks=7))
+        target.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        target.set_minor_formatter(ticker.NullFormatter())
 
 
 def _png(fig: Any) -> bytes:
@@ -412,6 +422,19 @@ def _pair_plot(
     n_front = sum(1 for *_, t in points if t.number in front_numbers)
     ax.set_title(f"{ny} vs {nx}: {len(points)} trials, {n_front} on the feasible front")
     ax.grid(True, alpha=0.3)
+    if len(objs) > 2:
+        others = ", ".join(name for k, (name, _) in enumerate(objs) if k not in (ix, iy))
+        fig.subplots_adjust(bottom=0.15)
+        fig.text(
+            0.5,
+            0.01,
+            f"a {len(objs)}-objective front: front points that look dominated in this 2-D "
+            f"view are better in {others}",
+            ha="center",
+            va="bottom",
+            fontsize="small",
+            color="0.35",
+        )
 
     dataflows = sorted({k[0] for k in groups})
     balances = sorted({k[1] for k in groups})
