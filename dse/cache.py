@@ -35,10 +35,10 @@ import numpy as np
 import torch
 
 from dse.design import DesignPoint
-from snn.ticket import DenseRun
+from snn.ticket import DenseRun, RoundInfo
 
 MAGIC = b"DSECACHE1\n"
-FORMAT = 1
+FORMAT = 2  # 2: rounds stored as snn.ticket.RoundInfo
 EXECUTION_ONLY = ("num_threads", "device")
 """Training settings that change where a ticket is computed, not what it is."""
 
@@ -157,14 +157,14 @@ class TicketCache:
     def put_dense(self, key: str, dense: DenseRun) -> None:
         self._write(key, asdict(dense))
 
-    def get_rounds(self, key: str, rounds: int) -> list[dict[str, Any]] | None:
+    def get_rounds(self, key: str, rounds: int) -> list[RoundInfo] | None:
         """The first ``rounds + 1`` cached rounds (dense round first), or ``None``."""
         payload = self._read(key)
         if payload is None or len(payload["rounds"]) < rounds + 1:
             return None
         return [_unpack_round(r) for r in payload["rounds"][: rounds + 1]]
 
-    def put_rounds(self, key: str, rounds: list[dict[str, Any]]) -> None:
+    def put_rounds(self, key: str, rounds: list[RoundInfo]) -> None:
         """Store rounds unless a longer entry is already there."""
         existing = self._read(key)
         if existing is not None and len(existing["rounds"]) >= len(rounds):
@@ -172,18 +172,39 @@ class TicketCache:
         self._write(key, {"rounds": [_pack_round(r) for r in rounds]})
 
 
-def _pack_round(r: dict[str, Any]) -> dict[str, Any]:
-    masks = {
+def _pack_masks(masks: dict[str, np.ndarray]) -> dict[str, Any]:
+    return {
         name: {"bits": torch.from_numpy(np.packbits(m.reshape(-1))), "shape": list(m.shape)}
-        for name, m in r["masks"].items()
+        for name, m in masks.items()
     }
-    return {**r, "masks": masks, "profile": json.dumps(r["profile"])}
 
 
-def _unpack_round(r: dict[str, Any]) -> dict[str, Any]:
-    masks = {}
-    for name, packed in r["masks"].items():
-        shape = tuple(int(s) for s in packed["shape"])
+def _unpack_masks(packed: dict[str, Any]) -> dict[str, np.ndarray]:
+    out = {}
+    for name, p in packed.items():
+        shape = tuple(int(s) for s in p["shape"])
         n = int(np.prod(shape))
-        masks[name] = np.unpackbits(packed["bits"].numpy(), count=n).astype(bool).reshape(shape)
-    return {**r, "masks": masks, "profile": json.loads(r["profile"])}
+        out[name] = np.unpackbits(p["bits"].numpy(), count=n).astype(bool).reshape(shape)
+    return out
+
+
+def _pack_round(r: RoundInfo) -> dict[str, Any]:
+    """A :class:`RoundInfo` as tensors and plain containers (masks as bits, JSON strings)."""
+    d = asdict(r)
+    d["masks"] = _pack_masks(r.masks)
+    d["pre_balance_masks"] = _pack_masks(r.pre_balance_masks)
+    d["profile"] = json.dumps(r.profile)
+    d["orders"] = json.dumps(r.orders)
+    return d
+
+
+def _unpack_round(d: dict[str, Any]) -> RoundInfo:
+    return RoundInfo(
+        **{
+            **d,
+            "masks": _unpack_masks(d["masks"]),
+            "pre_balance_masks": _unpack_masks(d["pre_balance_masks"]),
+            "profile": json.loads(d["profile"]),
+            "orders": json.loads(d["orders"]),
+        }
+    )

@@ -289,7 +289,7 @@ def score_ticket(
         reports = score_configs(configs, rounds, ts.rounds)
         scores = [
             {
-                r: metrics_of(rep, float(rounds[r]["accuracy"]), float(rounds[r]["val_accuracy"]))
+                r: metrics_of(rep, rounds[r].accuracy, rounds[r].val_accuracy)
                 for r, rep in per.items()
             }
             for per in reports
@@ -310,8 +310,8 @@ def score_ticket(
             "trained": trained,
             "balance": point.pruning.balance,
             "cache": status,
-            "train_seconds": sum(float(r["train_seconds"]) for r in rounds),
-            "balance_seconds": sum(float(r["balance_seconds"]) for r in rounds),
+            "train_seconds": sum(r.train_seconds for r in rounds),
+            "balance_seconds": sum(r.balance_seconds for r in rounds),
             "ticket_seconds": t_trained - t0,
             "score_seconds": t_scored - t_trained,
             "configurations": len(configs),

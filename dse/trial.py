@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -46,7 +46,9 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass
 class RoundScore:
-    """Accuracy and hardware figures of one round's ticket (round 0 = dense)."""
+    """One round of a ticket scored on the design point's hardware (round 0 = dense): the
+    flat view of a :class:`snn.ticket.RoundInfo` and its :class:`accelerator.Report` that
+    tables, trial attributes and JSON show."""
 
     round: int
     sparsity: float
@@ -60,6 +62,23 @@ class RoundScore:
     energy_pe: float  # microjoules, PE array only (Eq. 3): the paper's "PE-level" energy
     train_seconds: float
     balance_seconds: float
+
+    @classmethod
+    def of(cls, info: RoundInfo, report: Report) -> RoundScore:
+        return cls(
+            round=info.round,
+            sparsity=info.sparsity,
+            accuracy=info.accuracy,
+            val_accuracy=info.val_accuracy,
+            utilization=report.utilization,
+            utilization_effective=report.utilization_effective,
+            cycles=report.cycles,
+            latency=report.seconds,
+            energy=report.energy_pj["total"] * 1e-6,
+            energy_pe=report.energy_pj["compute"] * 1e-6,
+            train_seconds=info.train_seconds,
+            balance_seconds=info.balance_seconds,
+        )
 
 
 @dataclass
@@ -110,20 +129,6 @@ def weight_shapes(point: DesignPoint, splits: Splits) -> dict[str, tuple[int, ..
     return {n: tuple(m.weight.shape) for n, m in model.prunable().items()}
 
 
-def _round_dict(info: RoundInfo) -> dict[str, Any]:
-    return {
-        "round": info.round,
-        "masks": info.masks,
-        "sparsity": info.sparsity,
-        "accuracy": info.accuracy,
-        "val_accuracy": info.val_accuracy,
-        "profile": info.profile,
-        "train_seconds": info.train_seconds,
-        "balance_seconds": info.balance_seconds,
-        "eval_seconds": info.eval_seconds,
-    }
-
-
 def _dense_round(
     point: DesignPoint, splits: Splits, cache: TicketCache | None, progress: Progress | None
 ) -> tuple[DenseRun, str]:
@@ -157,10 +162,10 @@ def _ticket_rounds(
     pe: dict[str, np.ndarray],
     n_pe: int,
     progress: Progress | None,
-) -> list[dict[str, Any]]:
+) -> list[RoundInfo]:
     """Prune rounds from the dense run; every round's masks, accuracy and spike profile (and,
     under a workload-ordered mapping with u-Ticket, the order each round was balanced for)."""
-    collected: list[dict[str, Any]] = []
+    collected: list[RoundInfo] = []
     planned: list[dict[str, dict[str, list[int]]]] = []
     config = point.accelerator
 
@@ -170,10 +175,9 @@ def _ticket_rounds(
         return {n: ordered_pe_index(m.shape, config, orders[n]) for n, m in masks.items()}
 
     def on_round(info: RoundInfo) -> None:
-        row = _round_dict(info)
         if info.round > 0 and planned:
-            row["orders"] = planned[-1]
-        collected.append(row)
+            info.orders = planned[-1]
+        collected.append(info)
         if progress is not None:
             progress("rounds", info.round + 1, point.pruning.rounds + 1)
 
@@ -188,14 +192,14 @@ def _ticket_rounds(
         dense=dense,
         on_round=on_round,
     )
-    collected[0]["train_seconds"] = 0.0  # the dense round's training is counted by its owner
-    collected[0]["eval_seconds"] = 0.0
+    # the dense round's training is counted by its owner
+    collected[0] = replace(collected[0], train_seconds=0.0, eval_seconds=0.0)
     return collected
 
 
-def round_orders(row: dict[str, Any]) -> dict[str, LayerOrder] | None:
-    """The mapping order a stored round was balanced for, if any."""
-    stored = row.get("orders")
+def round_orders(info: RoundInfo) -> dict[str, LayerOrder] | None:
+    """The mapping order a round was balanced for, if any."""
+    stored = info.orders
     return None if not stored else {n: LayerOrder.from_dict(o) for n, o in stored.items()}
 
 
@@ -204,7 +208,7 @@ def ticket_rounds(
     *,
     cache: TicketCache | None = None,
     progress: Progress | None = None,
-) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, float]]:
+) -> tuple[list[RoundInfo], dict[str, str], dict[str, float]]:
     """Every round of ``point``'s ticket (dense round first, ``point.pruning.rounds + 1`` in
     all): from the cache when an entry with at least that many rounds exists, trained
     otherwise. Returns (rounds, cache status, timings); a cache hit reports zero seconds of
@@ -222,7 +226,7 @@ def ticket_rounds(
     t_key = ticket_key(point, pe, n_pe)
     with cache.lock(t_key) if cache is not None else nullcontext():
         t0 = time.perf_counter()
-        rounds: list[dict[str, Any]] | None = None
+        rounds: list[RoundInfo] | None = None
         if cache is not None:
             rounds = cache.get_rounds(t_key, rounds_wanted)
             status["ticket"] = "hit" if rounds is not None else "miss"
@@ -235,10 +239,11 @@ def ticket_rounds(
                 cache.put_rounds(t_key, rounds)
                 timings["cache_seconds"] += time.perf_counter() - t0
             if status["dense"] != "hit":
-                rounds[0]["train_seconds"] = dense.train_seconds
-        else:
-            for r in rounds:  # nothing was trained or balanced by this trial
-                r["train_seconds"] = r["balance_seconds"] = r["eval_seconds"] = 0.0
+                rounds[0] = replace(rounds[0], train_seconds=dense.train_seconds)
+        else:  # nothing was trained or balanced for this point
+            rounds = [
+                replace(r, train_seconds=0.0, balance_seconds=0.0, eval_seconds=0.0) for r in rounds
+            ]
             if progress is not None:
                 progress("rounds", rounds_wanted + 1, rounds_wanted + 1)
     return rounds, status, timings
@@ -246,7 +251,7 @@ def ticket_rounds(
 
 def score_configs(
     configs: Sequence[AcceleratorConfig],
-    rounds: Sequence[dict[str, Any]],
+    rounds: Sequence[RoundInfo],
     round_numbers: Iterable[int],
 ) -> list[dict[int, Report]]:
     """Hardware reports of rounds ``round_numbers`` of one ticket on every configuration:
@@ -258,10 +263,10 @@ def score_configs(
     its grid). Masks are reduced once per round (:func:`accelerator.summarize`).
     """
     numbers = list(round_numbers)
-    summaries = {r: summarize(rounds[r]["masks"]) for r in numbers}
+    summaries = {r: summarize(rounds[r].masks) for r in numbers}
     orders = {r: round_orders(rounds[r]) for r in numbers}
     return [
-        {r: evaluate(config, summaries[r], rounds[r]["profile"], orders[r]) for r in numbers}
+        {r: evaluate(config, summaries[r], rounds[r].profile, orders[r]) for r in numbers}
         for config in configs
     ]
 
@@ -275,43 +280,22 @@ def run_trial(
     """Train, prune and score ``point``; reuse cached dense runs and tickets when possible."""
     t_start = time.perf_counter()
     rounds, status, timings = ticket_rounds(point, cache=cache, progress=progress)
-    train_s = sum(float(r["train_seconds"]) for r in rounds)
-    balance_s = sum(float(r["balance_seconds"]) for r in rounds)
-    eval_s = sum(float(r["eval_seconds"]) for r in rounds)
+    train_s = sum(r.train_seconds for r in rounds)
+    balance_s = sum(r.balance_seconds for r in rounds)
+    eval_s = sum(r.eval_seconds for r in rounds)
 
     t0 = time.perf_counter()
-    scores: list[RoundScore] = []
-    report: Report | None = None
     reports = score_configs([point.accelerator], rounds, range(len(rounds)))[0]
-    for i, r in enumerate(rounds):
-        report = reports[i]
-        scores.append(
-            RoundScore(
-                round=int(r["round"]),
-                sparsity=float(r["sparsity"]),
-                accuracy=float(r["accuracy"]),
-                val_accuracy=float(r["val_accuracy"]),
-                utilization=report.utilization,
-                utilization_effective=report.utilization_effective,
-                cycles=report.cycles,
-                latency=report.seconds,
-                energy=report.energy_pj["total"] * 1e-6,
-                energy_pe=report.energy_pj["compute"] * 1e-6,
-                train_seconds=float(r["train_seconds"]),
-                balance_seconds=float(r["balance_seconds"]),
-            )
-        )
-    assert report is not None
+    scores = [RoundScore.of(r, reports[i]) for i, r in enumerate(rounds)]
+    report = reports[len(rounds) - 1]
     timings["score_seconds"] = time.perf_counter() - t0
     timings["train_seconds"] = train_s
     timings["balance_seconds"] = balance_s
     timings["eval_seconds"] = eval_s
     timings["total_seconds"] = time.perf_counter() - t_start
     final = rounds[-1]
-    metrics = metrics_of(report, float(final["accuracy"]), float(final["val_accuracy"]))
+    metrics = metrics_of(report, final.accuracy, final.val_accuracy)
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
     if bad:
         raise FloatingPointError(f"non-finite metrics {bad} for this design point")
-    return TrialResult(
-        point, scores, report, metrics, timings, status, final["masks"], final["profile"]
-    )
+    return TrialResult(point, scores, report, metrics, timings, status, final.masks, final.profile)

@@ -65,10 +65,10 @@ def test_round_r_of_an_R_round_ticket_is_the_r_round_ticket() -> None:
     rounds_short, *_ = ticket_rounds(short)
     assert len(rounds_long) == 4 and len(rounds_short) == 3
     for a, b in zip(rounds_long[:3], rounds_short, strict=True):
-        assert a["accuracy"] == b["accuracy"] and a["val_accuracy"] == b["val_accuracy"]
-        assert a["profile"] == b["profile"]
-        for name in a["masks"]:
-            assert np.array_equal(a["masks"][name], b["masks"][name])
+        assert a.accuracy == b.accuracy and a.val_accuracy == b.val_accuracy
+        assert a.profile == b.profile
+        for name in a.masks:
+            assert np.array_equal(a.masks[name], b.masks[name])
 
 
 def test_stepped_floats_snap_to_the_grid(tmp_path: Path) -> None:
