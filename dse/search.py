@@ -359,7 +359,7 @@ def run_search(opts: SearchOptions) -> dict[str, Any]:
         return {
             "already_complete": already,
             "n_trials": n_trials,
-            "tickets": ticket_summary(run_dir),
+            "tickets": ticket_summary(run_dir, study),
             "run_dir": run_dir,
             "storage": dashboard_target(spec),
             "study": name,

@@ -499,8 +499,10 @@ class TicketSummary:
         return f"{self.tickets} tickets trained, {self.points} design points scored"
 
 
-def ticket_summary(run_dir: Path) -> TicketSummary:
-    """Tickets with a file in ``run_dir`` and the points they scored."""
+def ticket_summary(run_dir: Path, study: optuna.Study | None = None) -> TicketSummary:
+    """Tickets with a file in ``run_dir`` and the points they scored; without ticket files
+    (one design point per trial) the trials of ``study`` that trained a ticket and all its
+    complete trials."""
     tickets = points = 0
     seconds = 0.0
     for path in ticket_files(run_dir):
@@ -511,4 +513,9 @@ def ticket_summary(run_dir: Path) -> TicketSummary:
         tickets += 1
         points += len(doc.get("rows", []))
         seconds += float(doc.get("train_seconds", 0.0))
+    if tickets == 0 and study is not None:
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        trained = [t for t in complete if t.user_attrs.get("cache_ticket") != "hit"]
+        seconds = sum(float(t.user_attrs.get("train_seconds", 0.0)) for t in complete)
+        return TicketSummary(len(trained), len(complete), seconds)
     return TicketSummary(tickets, points, seconds)
