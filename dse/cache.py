@@ -19,14 +19,10 @@ file is detected, deleted and rebuilt, never loaded. Payloads are loaded with
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -35,6 +31,7 @@ import numpy as np
 import torch
 
 from dse.design import DesignPoint
+from dse.files import atomic_write, file_lock
 from snn.ticket import DenseRun, RoundInfo
 
 MAGIC = b"DSECACHE1\n"
@@ -100,18 +97,10 @@ class TicketCache:
         self.root.mkdir(parents=True, exist_ok=True)
         self.corrupt_detected = 0
 
-    @contextmanager
-    def lock(self, key: str) -> Iterator[None]:
+    def lock(self, key: str) -> AbstractContextManager[None]:
         """Hold an exclusive lock on ``key`` while computing it, so that a concurrent worker
         that needs the same entry waits and then reads it instead of training it twice."""
-        path = self.root / key[:2] / f".{key}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a+b") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        return file_lock(self.root / key[:2] / f".{key}.lock")
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.pt"
@@ -122,16 +111,7 @@ class TicketCache:
         data = buf.getvalue()
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:8]}", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(MAGIC + hashlib.sha256(data).digest() + data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, MAGIC + hashlib.sha256(data).digest() + data)
 
     def _read(self, key: str) -> dict[str, Any] | None:
         path = self._path(key)
