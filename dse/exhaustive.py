@@ -29,7 +29,7 @@ def plan(loaded: LoadedSpace) -> tuple[TicketSpace, dict[str, dict[str, Any]]]:
     """The space's tickets (key -> assignments that train it); ConfigError for a space with a
     continuous parameter, naming it."""
     ts = TicketSpace(loaded)
-    continuous = ts.finite()
+    continuous = ts.continuous()
     if continuous:
         raise ConfigError(
             loaded.path,

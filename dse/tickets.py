@@ -33,7 +33,7 @@ import itertools
 import json
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -144,7 +144,7 @@ class TicketSpace:
                 out[n] = min(grid, key=lambda g: abs(float(g) - v))
         return out
 
-    def finite(self) -> list[str]:
+    def continuous(self) -> list[str]:
         """Names of the continuous parameters (empty for a finite space)."""
         return [n for n, v in self.values.items() if v is None]
 
@@ -209,14 +209,6 @@ class TicketSpace:
             "metrics": metrics,
             "constraint": constraint_values(self.space, metrics),
         }
-
-    def lookup(self, rows: Iterable[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
-        """The row of ``params`` among ``rows``; KeyError when the ticket did not score it."""
-        want = tuple(_norm(params[n]) for n in self.names)
-        for r in rows:
-            if tuple(_norm(r["params"][n]) for n in self.names) == want:
-                return r
-        raise KeyError(str(params))
 
 
 # -- ticket files ---------------------------------------------------------------------------
