@@ -304,6 +304,7 @@ def test_summary_table_lists_front_sorted(tmp_path: Path) -> None:
         assert label in header
     assert "latency [s]" in header and "energy [uJ]" in header
     assert "sparsity" in header and "utilization" in header
+    assert "rate" in header and "area [mm^2]" in header and "source" in header
     assert set(rule.replace(" ", "")) == {"-"}
 
     rows = lines[2:-1]
@@ -420,3 +421,11 @@ def test_front_matches_brute_force(
     got = [t.number for t in pareto_trials(study)]
     assert got == sorted(brute_force_front(study))
     assert all(math.isfinite(v) for t in pareto_trials(study) for v in t.values or [])
+
+
+def test_test_accuracy_is_shown_beside_the_validation_objective() -> None:
+    objectives = [("val_accuracy", "maximize"), ("latency", "minimize")]
+    study, _ = populated_study(objectives, n=10, seed=4)
+    header = summary_table(study).splitlines()[0].split()
+    assert "val_accuracy" in header and "accuracy" in header
+    assert header.index("val_accuracy") < header.index("accuracy")  # objectives first
