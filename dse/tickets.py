@@ -417,6 +417,79 @@ def add_derived(
 # -- budget and summary ---------------------------------------------------------------------
 
 
+class ProposalStartup(optuna.samplers.BaseSampler):
+    """Random proposals until ``n_startup`` *proposed* trials are complete, then ``base``.
+
+    TPE and GP count every COMPLETE trial towards their random start-up, derived trials
+    included: the first trained ticket adds tens of derived trials, which would end the
+    start-up after one ticket and let the model settle on it. This wrapper keeps the start-up
+    about proposals. The choice is made once per trial (``before_trial``), so one proposal never
+    mixes the two samplers.
+    """
+
+    def __init__(self, base: optuna.samplers.BaseSampler, n_startup: int, seed: int) -> None:
+        self.base = base
+        self.random = optuna.samplers.RandomSampler(seed=seed)
+        self.n_startup = n_startup
+        self._chosen: dict[int, optuna.samplers.BaseSampler] = {}
+
+    def _of(self, trial: optuna.trial.FrozenTrial) -> optuna.samplers.BaseSampler:
+        return self._chosen.get(trial.number, self.base)
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        proposed = budget_states(study)
+        done = proposed.get("COMPLETE", 0) + proposed.get("RUNNING", 0) - 1  # minus this one
+        sampler = self.random if done < self.n_startup else self.base
+        self._chosen[trial.number] = sampler
+        sampler.before_trial(study, trial)
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial
+    ) -> dict[str, optuna.distributions.BaseDistribution]:
+        return self._of(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        search_space: dict[str, optuna.distributions.BaseDistribution],
+    ) -> dict[str, Any]:
+        return self._of(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        param_name: str,
+        param_distribution: optuna.distributions.BaseDistribution,
+    ) -> Any:
+        return self._of(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._chosen.pop(trial.number, self.base).after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.base.reseed_rng()
+        self.random.reseed_rng()
+
+
+def startup_by_proposals(
+    sampler: optuna.samplers.BaseSampler, space: Space, seed: int
+) -> optuna.samplers.BaseSampler:
+    """``sampler`` wrapped in :class:`ProposalStartup` when it has a random start-up (TPE,
+    GP); other samplers are returned as they are."""
+    if space.sampler.name not in ("tpe", "gp"):
+        return sampler
+    n = space.sampler.n_startup_trials if space.sampler.n_startup_trials is not None else 10
+    return ProposalStartup(sampler, n, seed)
+
+
 def budget_states(study: optuna.Study) -> dict[str, int]:
     """Trials per state name, derived trials left out: what ``--n-trials`` counts."""
     out: dict[str, int] = {}

@@ -174,7 +174,7 @@ class Worker:
     ) -> None:
         import torch
 
-        from dse.tickets import TicketSpace
+        from dse.tickets import TicketSpace, startup_by_proposals
 
         t0 = time.perf_counter()
         torch.set_num_threads(threads)
@@ -201,6 +201,8 @@ class Worker:
         self.run_dir = Path(run_dir) if run_dir else None
         derive = self.space.sampler.derive and self.run_dir and self.cache
         self.tickets = TicketSpace(self.loaded) if derive else None
+        if self.tickets is not None:  # start-up counted in proposals, not derived trials
+            self.study.sampler = startup_by_proposals(self.study.sampler, self.space, seed)
         self.init_seconds: float | None = time.perf_counter() - t0  # reported with trial 1
 
     def score_ticket(self, assignments: dict[str, Any]) -> dict[str, Any]:
