@@ -219,3 +219,31 @@ def test_derived_trials_are_visible_in_optuna_dashboard(proposal_run: Path) -> N
     assert all(t["state"].lower() == "complete" and len(t["values"]) == 3 for t in derived)
     study = load(proposal_run)
     assert {t["number"] for t in detail["best_trials"]} == {t.number for t in study.best_trials}
+
+
+def test_random_start_up_counts_proposals_not_derived_trials(tmp_path: Path) -> None:
+    """Derived trials must not end TPE's random start-up: it lasts n proposed trials."""
+    from optuna.distributions import IntDistribution
+
+    from dse.tickets import ProposalStartup
+
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    dist = {"x": IntDistribution(0, 100)}
+    for x in range(30):  # a trained ticket's derived trials
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"x": x},
+                distributions=dist,
+                value=float(x),
+                user_attrs={"source": "derived"},
+            )
+        )
+    tpe = optuna.samplers.TPESampler(seed=0, n_startup_trials=3)
+    sampler = ProposalStartup(tpe, n_startup=3, seed=0)
+    study.sampler = sampler
+    used = []
+    for _ in range(5):
+        trial = study.ask(dist)
+        used.append(sampler._chosen[trial.number] is sampler.random)
+        study.tell(trial, float(trial.params["x"]))
+    assert used == [True, True, True, False, False]
