@@ -137,6 +137,7 @@ def main() -> None:
     p.add_argument("--n-trials", type=int, default=12, help="proposed trials per search")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-tickets")
+    p.add_argument("--tag", default="", help="suffix of the results file (tickets<tag>.json)")
     a = p.parse_args()
     space = make_space(a.out, a.full)
     from dse.space import load_space
@@ -155,7 +156,8 @@ def main() -> None:
             "wall_seconds": wall,
             **cost(exact_dir, True),
             "front_points": len(exact),
-            "note": "wall time includes Ray start-up; measured on a shared, busy machine",
+            "note": "wall time includes Ray start-up; measured on a shared, busy machine; "
+            "a few seconds when the exact run in --out was already complete (reused)",
         },
         "runs": [],
     }
@@ -166,7 +168,8 @@ def main() -> None:
             ("ticket-centric random", "random", True),
             ("per-point TPE (today)", "tpe", False),
         ):
-            out = a.out / f"{sampler}-{'tickets' if derive else 'points'}-s{seed}"
+            kind = "tickets" if derive else "points"
+            out = a.out / f"{sampler}-{kind}-n{a.n_trials}-s{seed}"
             extra = ["--set", f"sampler.name={sampler}", "--set", f"sampler.derive={derive}"]
             extra += ["--n-trials", str(a.n_trials)]
             wall = run(space, out, a.workers, *extra)
@@ -180,7 +183,7 @@ def main() -> None:
             }
             record["runs"].append(row)
             print(json.dumps(row))
-    save("tickets_full" if a.full else "tickets", record)
+    save(("tickets_full" if a.full else "tickets") + a.tag, record)
 
 
 if __name__ == "__main__":
