@@ -32,9 +32,11 @@ import optuna
 from optuna.trial import TrialState
 
 from accelerator import ConfigError
+from dse.exhaustive import drive_exhaustive, exhaustive_plan
 from dse.export import ResultsError, pareto_trials, summary_table, write_results
 from dse.space import DEFAULT_SPACE, LoadedSpace, load_space
-from dse.storage import StorageError, count_states, dashboard_target, open_storage, storage_spec
+from dse.storage import StorageError, dashboard_target, open_storage, storage_spec
+from dse.tickets import budget_states, ticket_summary, write_points_csv
 from dse.worker import HEARTBEAT_SECONDS, Worker, make_sampler
 
 STALE_SECONDS = 20 * HEARTBEAT_SECONDS
@@ -265,7 +267,7 @@ class Progress:
             )
 
     def update(self, study: optuna.Study) -> dict[str, int]:
-        states = count_states(study)
+        states = budget_states(study)  # derived trials (dse.tickets) never count
         if self.bar is not None:
             self.bar.n = states.get("COMPLETE", 0)
             self.bar.set_postfix(
@@ -336,14 +338,28 @@ def run_search(opts: SearchOptions) -> dict[str, Any]:
         study = create_study(loaded, spec, name, space.seed)
         orphans = recover_orphans(study, None, set())
         t_start = time.time()
-        with ray_session(opts, run_dir, workers):
-            _drive(
-                study, loaded, opts, overrides, spec, cache_dir, n_trials, workers, timeout,
-                run_dir / TIMINGS_FILE,
-            )  # fmt: skip
+        exhaustive, already = exhaustive_plan(loaded, run_dir, budget_states(study), n_trials)
+        if not already:
+            with ray_session(opts, run_dir, workers):
+                if exhaustive is not None:
+                    drive_exhaustive(
+                        study, loaded, opts, overrides, spec, cache_dir, workers, run_dir,
+                        exhaustive,
+                    )  # fmt: skip
+                else:
+                    _drive(
+                        study, loaded, opts, overrides, spec, cache_dir, n_trials, workers,
+                        timeout, run_dir / TIMINGS_FILE,
+                    )  # fmt: skip
         files = write_results(study, run_dir)
-        states = count_states(study)
+        points = write_points_csv(space, run_dir)
+        if points is not None:
+            files[points.name] = points
+        states = budget_states(study)
         return {
+            "already_complete": already,
+            "n_trials": n_trials,
+            "tickets": ticket_summary(run_dir, study),
             "run_dir": run_dir,
             "storage": dashboard_target(spec),
             "study": name,
@@ -352,6 +368,7 @@ def run_search(opts: SearchOptions) -> dict[str, Any]:
             "wall_seconds": time.time() - t_start,
             "files": files,
             "table": summary_table(study),
+            "front": len(pareto_trials(study)),
         }
 
 
@@ -392,6 +409,7 @@ def _drive(
             threads,
             seed + 1 + index,
             wid,
+            str(timings_path.parent),  # the run directory: ticket point files (dse.tickets)
         )
         return actor, wid
 
@@ -400,7 +418,7 @@ def _drive(
     inflight: dict[Any, int] = {}
     submitted: dict[Any, float] = {}
     deadline = None if timeout is None else time.time() + timeout
-    states = count_states(study)
+    states = budget_states(study)
     complete, failed_before = states.get("COMPLETE", 0), states.get("FAIL", 0)
     max_failures = max(10, n_trials)
     bar = Progress(n_trials, complete, opts.progress)
@@ -481,6 +499,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     print(summary["table"])
     states = summary["states"]
+    if summary["already_complete"]:
+        print(f"study {summary['study']} is already complete: nothing to run; results rewritten")
+    print(
+        f"{summary['tickets'].line()}; front: {summary['front']} points; wall time "
+        f"{summary['wall_seconds']:.0f} s"
+    )
     print(
         f"\n{states.get('COMPLETE', 0)} complete, {states.get('FAIL', 0)} failed trials in "
         f"{summary['wall_seconds']:.0f} s; results in {summary['run_dir']}\n"

@@ -15,17 +15,27 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from accelerator import LayerOrder, Report, evaluate, ordered_pe_index, pe_index, plan_orders
+from accelerator import (
+    AcceleratorConfig,
+    LayerOrder,
+    Report,
+    evaluate,
+    ordered_pe_index,
+    pe_index,
+    plan_orders,
+    summarize,
+)
 from dse.cache import TicketCache, dense_key, ticket_key
 from dse.design import DesignPoint
+from dse.metrics import metrics_of
 from snn.data import Splits, load_dataset
 from snn.models import build_model
 from snn.ticket import DenseRun, RoundInfo, find_ticket, train_dense
@@ -36,7 +46,9 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass
 class RoundScore:
-    """Accuracy and hardware figures of one round's ticket (round 0 = dense)."""
+    """One round of a ticket scored on the design point's hardware (round 0 = dense): the
+    flat view of a :class:`snn.ticket.RoundInfo` and its :class:`accelerator.Report` that
+    tables, trial attributes and JSON show."""
 
     round: int
     sparsity: float
@@ -50,6 +62,23 @@ class RoundScore:
     energy_pe: float  # microjoules, PE array only (Eq. 3): the paper's "PE-level" energy
     train_seconds: float
     balance_seconds: float
+
+    @classmethod
+    def of(cls, info: RoundInfo, report: Report) -> RoundScore:
+        return cls(
+            round=info.round,
+            sparsity=info.sparsity,
+            accuracy=info.accuracy,
+            val_accuracy=info.val_accuracy,
+            utilization=report.utilization,
+            utilization_effective=report.utilization_effective,
+            cycles=report.cycles,
+            latency=report.seconds,
+            energy=report.energy_pj["total"] * 1e-6,
+            energy_pe=report.energy_pj["compute"] * 1e-6,
+            train_seconds=info.train_seconds,
+            balance_seconds=info.balance_seconds,
+        )
 
 
 @dataclass
@@ -100,35 +129,6 @@ def weight_shapes(point: DesignPoint, splits: Splits) -> dict[str, tuple[int, ..
     return {n: tuple(m.weight.shape) for n, m in model.prunable().items()}
 
 
-def metrics_of(report: Report, accuracy: float, val_accuracy: float) -> dict[str, float]:
-    """The metrics objectives and constraints can name (see ``dse.space.METRICS``)."""
-    energy_uj = report.energy_pj["total"] * 1e-6
-    return {
-        "accuracy": accuracy,
-        "val_accuracy": val_accuracy,
-        "latency": report.seconds,
-        "energy": energy_uj,
-        "area": report.area_mm2,
-        "utilization": report.utilization,
-        "sparsity": report.sparsity,
-        "edp": energy_uj * report.seconds,
-    }
-
-
-def _round_dict(info: RoundInfo) -> dict[str, Any]:
-    return {
-        "round": info.round,
-        "masks": info.masks,
-        "sparsity": info.sparsity,
-        "accuracy": info.accuracy,
-        "val_accuracy": info.val_accuracy,
-        "profile": info.profile,
-        "train_seconds": info.train_seconds,
-        "balance_seconds": info.balance_seconds,
-        "eval_seconds": info.eval_seconds,
-    }
-
-
 def _dense_round(
     point: DesignPoint, splits: Splits, cache: TicketCache | None, progress: Progress | None
 ) -> tuple[DenseRun, str]:
@@ -162,10 +162,10 @@ def _ticket_rounds(
     pe: dict[str, np.ndarray],
     n_pe: int,
     progress: Progress | None,
-) -> list[dict[str, Any]]:
+) -> list[RoundInfo]:
     """Prune rounds from the dense run; every round's masks, accuracy and spike profile (and,
     under a workload-ordered mapping with u-Ticket, the order each round was balanced for)."""
-    collected: list[dict[str, Any]] = []
+    collected: list[RoundInfo] = []
     planned: list[dict[str, dict[str, list[int]]]] = []
     config = point.accelerator
 
@@ -175,10 +175,9 @@ def _ticket_rounds(
         return {n: ordered_pe_index(m.shape, config, orders[n]) for n, m in masks.items()}
 
     def on_round(info: RoundInfo) -> None:
-        row = _round_dict(info)
         if info.round > 0 and planned:
-            row["orders"] = planned[-1]
-        collected.append(row)
+            info.orders = planned[-1]
+        collected.append(info)
         if progress is not None:
             progress("rounds", info.round + 1, point.pruning.rounds + 1)
 
@@ -193,25 +192,27 @@ def _ticket_rounds(
         dense=dense,
         on_round=on_round,
     )
-    collected[0]["train_seconds"] = 0.0  # the dense round's training is counted by its owner
-    collected[0]["eval_seconds"] = 0.0
+    # the dense round's training is counted by its owner
+    collected[0] = replace(collected[0], train_seconds=0.0, eval_seconds=0.0)
     return collected
 
 
-def round_orders(row: dict[str, Any]) -> dict[str, LayerOrder] | None:
-    """The mapping order a stored round was balanced for, if any."""
-    stored = row.get("orders")
+def round_orders(info: RoundInfo) -> dict[str, LayerOrder] | None:
+    """The mapping order a round was balanced for, if any."""
+    stored = info.orders
     return None if not stored else {n: LayerOrder.from_dict(o) for n, o in stored.items()}
 
 
-def run_trial(
+def ticket_rounds(
     point: DesignPoint,
     *,
     cache: TicketCache | None = None,
     progress: Progress | None = None,
-) -> TrialResult:
-    """Train, prune and score ``point``; reuse cached dense runs and tickets when possible."""
-    t_start = time.perf_counter()
+) -> tuple[list[RoundInfo], dict[str, str], dict[str, float]]:
+    """Every round of ``point``'s ticket (dense round first, ``point.pruning.rounds + 1`` in
+    all): from the cache when an entry with at least that many rounds exists, trained
+    otherwise. Returns (rounds, cache status, timings); a cache hit reports zero seconds of
+    training, balancing and evaluation (nothing was computed for this point)."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     splits = load_splits(point)
@@ -225,7 +226,7 @@ def run_trial(
     t_key = ticket_key(point, pe, n_pe)
     with cache.lock(t_key) if cache is not None else nullcontext():
         t0 = time.perf_counter()
-        rounds: list[dict[str, Any]] | None = None
+        rounds: list[RoundInfo] | None = None
         if cache is not None:
             rounds = cache.get_rounds(t_key, rounds_wanted)
             status["ticket"] = "hit" if rounds is not None else "miss"
@@ -238,48 +239,63 @@ def run_trial(
                 cache.put_rounds(t_key, rounds)
                 timings["cache_seconds"] += time.perf_counter() - t0
             if status["dense"] != "hit":
-                rounds[0]["train_seconds"] = dense.train_seconds
-        else:
-            for r in rounds:  # nothing was trained or balanced by this trial
-                r["train_seconds"] = r["balance_seconds"] = r["eval_seconds"] = 0.0
+                rounds[0] = replace(rounds[0], train_seconds=dense.train_seconds)
+        else:  # nothing was trained or balanced for this point
+            rounds = [
+                replace(r, train_seconds=0.0, balance_seconds=0.0, eval_seconds=0.0) for r in rounds
+            ]
             if progress is not None:
                 progress("rounds", rounds_wanted + 1, rounds_wanted + 1)
-    train_s = sum(float(r["train_seconds"]) for r in rounds)
-    balance_s = sum(float(r["balance_seconds"]) for r in rounds)
-    eval_s = sum(float(r["eval_seconds"]) for r in rounds)
+    return rounds, status, timings
+
+
+def score_configs(
+    configs: Sequence[AcceleratorConfig],
+    rounds: Sequence[RoundInfo],
+    round_numbers: Iterable[int],
+) -> list[dict[int, Report]]:
+    """Hardware reports of rounds ``round_numbers`` of one ticket on every configuration:
+    ``out[i][r]`` for ``configs[i]``, round ``r``. Every scoring in ``dse`` goes through here,
+    so a trial and the same point derived from a longer ticket get identical figures.
+
+    The single place that loops over ``accelerator.evaluate``: switch it to the vectorized
+    ``accelerator.evaluate_grid`` once that exists (one call per round, the configurations as
+    its grid). Masks are reduced once per round (:func:`accelerator.summarize`).
+    """
+    numbers = list(round_numbers)
+    summaries = {r: summarize(rounds[r].masks) for r in numbers}
+    orders = {r: round_orders(rounds[r]) for r in numbers}
+    return [
+        {r: evaluate(config, summaries[r], rounds[r].profile, orders[r]) for r in numbers}
+        for config in configs
+    ]
+
+
+def run_trial(
+    point: DesignPoint,
+    *,
+    cache: TicketCache | None = None,
+    progress: Progress | None = None,
+) -> TrialResult:
+    """Train, prune and score ``point``; reuse cached dense runs and tickets when possible."""
+    t_start = time.perf_counter()
+    rounds, status, timings = ticket_rounds(point, cache=cache, progress=progress)
+    train_s = sum(r.train_seconds for r in rounds)
+    balance_s = sum(r.balance_seconds for r in rounds)
+    eval_s = sum(r.eval_seconds for r in rounds)
 
     t0 = time.perf_counter()
-    scores: list[RoundScore] = []
-    report: Report | None = None
-    for r in rounds:
-        report = evaluate(point.accelerator, r["masks"], r["profile"], round_orders(r))
-        scores.append(
-            RoundScore(
-                round=int(r["round"]),
-                sparsity=float(r["sparsity"]),
-                accuracy=float(r["accuracy"]),
-                val_accuracy=float(r["val_accuracy"]),
-                utilization=report.utilization,
-                utilization_effective=report.utilization_effective,
-                cycles=report.cycles,
-                latency=report.seconds,
-                energy=report.energy_pj["total"] * 1e-6,
-                energy_pe=report.energy_pj["compute"] * 1e-6,
-                train_seconds=float(r["train_seconds"]),
-                balance_seconds=float(r["balance_seconds"]),
-            )
-        )
-    assert report is not None
+    reports = score_configs([point.accelerator], rounds, range(len(rounds)))[0]
+    scores = [RoundScore.of(r, reports[i]) for i, r in enumerate(rounds)]
+    report = reports[len(rounds) - 1]
     timings["score_seconds"] = time.perf_counter() - t0
     timings["train_seconds"] = train_s
     timings["balance_seconds"] = balance_s
     timings["eval_seconds"] = eval_s
     timings["total_seconds"] = time.perf_counter() - t_start
     final = rounds[-1]
-    metrics = metrics_of(report, float(final["accuracy"]), float(final["val_accuracy"]))
+    metrics = metrics_of(report, final.accuracy, final.val_accuracy)
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
     if bad:
         raise FloatingPointError(f"non-finite metrics {bad} for this design point")
-    return TrialResult(
-        point, scores, report, metrics, timings, status, final["masks"], final["profile"]
-    )
+    return TrialResult(point, scores, report, metrics, timings, status, final.masks, final.profile)

@@ -170,8 +170,11 @@ class Worker:
         threads: int,
         seed: int,
         worker_id: str,
+        run_dir: str | None = None,
     ) -> None:
         import torch
+
+        from dse.tickets import TicketSpace, startup_by_proposals
 
         t0 = time.perf_counter()
         torch.set_num_threads(threads)
@@ -194,7 +197,32 @@ class Worker:
         # not inside the first trial's timings
         torch.optim.Adam([torch.zeros(1, requires_grad=True)])
         self.ray_node = _ray_node_id()
+        # ticket-centric (dse.tickets) when the run directory and a ticket cache are given
+        self.run_dir = Path(run_dir) if run_dir else None
+        derive = self.space.sampler.derive and self.run_dir and self.cache
+        self.tickets = TicketSpace(self.loaded) if derive else None
+        if self.tickets is not None:  # start-up counted in proposals, not derived trials
+            self.study.sampler = startup_by_proposals(self.study.sampler, self.space, seed)
         self.init_seconds: float | None = time.perf_counter() - t0  # reported with trial 1
+
+    def score_ticket(self, assignments: dict[str, Any]) -> dict[str, Any]:
+        """Train (once) and score the ticket serving ``assignments`` (the unit of work of
+        the exhaustive mode); returns its key, whether it was computed now and its cost."""
+        from dse.tickets import TicketSpace, score_ticket
+
+        assert self.run_dir is not None
+        t0 = time.perf_counter()
+        ts = self.tickets or TicketSpace(self.loaded)
+        scored = score_ticket(
+            ts, assignments, self.run_dir, cache=self.cache, threads=self.threads, study=self.study
+        )
+        return {
+            "ticket": scored.doc["ticket"],
+            "computed": scored.computed,
+            "points": len(scored.doc["rows"]),
+            "train_seconds": scored.doc["train_seconds"],
+            "seconds": time.perf_counter() - t0,
+        }
 
     def run_one(self) -> dict[str, Any]:
         """Ask, run and tell one trial; returns ``{"number", "state", "seconds"}`` plus where
@@ -228,10 +256,17 @@ class Worker:
         }
         try:
             with _Heartbeat(self.study, trial._trial_id, HEARTBEAT_SECONDS):
-                assignments = {**trial.params, "train.num_threads": self.threads}
+                params = dict(trial.params)
+                if self.tickets is not None and self.run_dir is not None:
+                    from dse.tickets import answer_proposal
+
+                    params = answer_proposal(
+                        self.tickets, trial, self.run_dir, self.cache, self.threads, timings
+                    )
+                assignments = {**params, "train.num_threads": self.threads}
                 point = DesignPoint.build(self.loaded, assignments)
                 t_run = clock()
-                timings["build_seconds"] = t_run - t_attrs
+                timings["build_seconds"] = t_run - t_attrs - timings.get("ticket_seconds", 0.0)
                 result = run_trial(point, cache=self.cache)
                 timings["run_trial_seconds"] = clock() - t_run
                 timings.update({f"trial_{k}": v for k, v in result.timings.items()})
