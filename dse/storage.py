@@ -56,18 +56,22 @@ class _AtomicJournalBackend(JournalFileBackend):
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         data = ("\n".join(json.dumps(x, separators=(",", ":")) for x in logs) + "\n").encode()
         with get_lock_file(self._lock):
-            with open(self._file_path, "ab") as f:
-                start = f.seek(0, os.SEEK_END)
+            fd = os.open(self._file_path, os.O_WRONLY | os.O_APPEND)
+            try:  # unbuffered: nothing is left in a buffer to be flushed after the truncation
+                start = os.lseek(fd, 0, os.SEEK_END)
                 try:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    os.fsync(fd)
                 except OSError:
                     try:
-                        os.truncate(self._file_path, start)
+                        os.ftruncate(fd, start)
                     except OSError:
                         pass  # a partial last line is still skipped by the reader
                     raise
+            finally:
+                os.close(fd)
 
 
 def open_storage(spec: str, *, connect_timeout: int = 10) -> BaseStorage:

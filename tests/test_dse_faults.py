@@ -477,8 +477,9 @@ def test_journal_disk_read_only_or_full(tmp_path: Path, slow_space: Path, fault:
         proc = start_marked(cmd, uuid.uuid4().hex)
         try:
             assert wait_for(lambda: state_count(run, "COMPLETE") >= 1, 240)
-            if fault == "read-only":
-                subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+            if fault == "read-only":  # a read-only layer over it (open files keep the old one)
+                subprocess.run(["mount", "--bind", str(disk), str(disk)], check=True)
+                subprocess.run(["mount", "-o", "remount,bind,ro", str(disk)], check=True)
             else:
                 with open(filler, "wb") as f:
                     with pytest.raises(OSError):
@@ -495,7 +496,7 @@ def test_journal_disk_read_only_or_full(tmp_path: Path, slow_space: Path, fault:
         assert lines[-1].startswith("error: storage journal ") and why in lines[-1], lines
         assert "re-run the same command" in lines[-1]
         if fault == "read-only":
-            subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True)
+            subprocess.run(["umount", str(disk)], check=True)  # the read-only layer
         filler.unlink(missing_ok=True)
         again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=400)
         assert again.returncode == 0, again.stderr[-2000:]
@@ -503,7 +504,8 @@ def test_journal_disk_read_only_or_full(tmp_path: Path, slow_space: Path, fault:
         assert all(done[n] == v for n, v in before.items())  # nothing lost
         assert_exact(run, 3)
     finally:
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+        while subprocess.run(["umount", "-l", str(disk)], capture_output=True).returncode == 0:
+            pass
 
 
 # --- cache, space, resources ---------------------------------------------------------------------
