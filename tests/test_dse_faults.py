@@ -464,6 +464,7 @@ def _mount_tmpfs(where: Path, size: str) -> None:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["read-only", "full"])
 def test_journal_disk_read_only_or_full(tmp_path: Path, slow_space: Path, fault: str) -> None:
     """The journal's disk turns read-only (remount) or fills up mid-search: exit 1 with one
