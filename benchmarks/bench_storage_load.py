@@ -149,7 +149,8 @@ def worker_memory(tmp: Path) -> dict[str, float]:
                 if not entry.isdigit():
                     continue
                 try:
-                    if Path(f"/proc/{entry}/comm").read_text().strip() != "ray::Worker":
+                    comm = Path(f"/proc/{entry}/comm").read_text().strip()  # 15 chars at most
+                    if not comm.startswith("ray::Worker"):  # ray::Worker.run, .__init__...
                         continue
                     if want not in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
                         continue
