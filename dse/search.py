@@ -40,7 +40,13 @@ from optuna.trial import TrialState
 from accelerator import ConfigError
 from dse import local_ray, space_guard
 from dse.export import ResultsError, pareto_trials, summary_table, write_results
-from dse.resilience import StorageOutage, heartbeat_seconds, stale_seconds
+from dse.resilience import (
+    OUTAGE_ENV,
+    STALE_ENV,
+    StorageOutage,
+    heartbeat_seconds,
+    stale_seconds,
+)
 from dse.space import DEFAULT_SPACE, LoadedSpace, load_space
 from dse.storage import StorageError, count_states, dashboard_target, open_storage, storage_spec
 from dse.worker import HEARTBEAT_SECONDS, Worker, make_sampler
@@ -462,8 +468,13 @@ def _drive(
     """
     import ray
 
+    settings = {k: os.environ[k] for k in (STALE_ENV, OUTAGE_ENV) if os.environ.get(k)}
     remote = ray.remote(Worker).options(
-        num_cpus=opts.cpus_per_trial, num_gpus=opts.gpus_per_trial, max_restarts=0
+        num_cpus=opts.cpus_per_trial,
+        num_gpus=opts.gpus_per_trial,
+        max_restarts=0,
+        # workers on other nodes do not inherit this environment: pass the fault limits along
+        **({"runtime_env": {"env_vars": settings}} if settings else {}),
     )
     threads = max(1, int(opts.cpus_per_trial))
     seed = loaded.space.seed
