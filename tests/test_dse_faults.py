@@ -597,3 +597,40 @@ def test_absurd_workers_are_capped_to_the_machine_and_the_budget(
     rows = (run / "timings.jsonl").read_text().splitlines()
     assert len({json.loads(r)["worker"] for r in rows}) <= expected
     assert_exact(run, 2)
+
+
+@pytest.mark.parametrize(
+    ("args", "workers", "note"),
+    [
+        ((None, 2, 0, 1.0, 0.0, 10), 2, None),  # default: what fits
+        ((100, 2, 0, 1.0, 0.0, 3), 2, "2 CPUs / 1 per trial and 3 trials are left"),
+        ((8, 2, 0, 0.25, 0.0, 500), 8, None),  # fractional CPUs: 8 share 2 cores
+        ((8, 64, 2, 1.0, 1.0, 500), 2, "2 GPUs / 1"),
+        ((4, 64, 0, 1.0, 0.0, 1), 1, "1 trials are left in the budget"),
+    ],
+)
+def test_worker_plan(
+    args: tuple[int | None, float, float, float, float, int], workers: int, note: str | None
+) -> None:
+    from dse.local_ray import plan_workers
+
+    plan = plan_workers(*args, "the cluster")
+    assert plan.workers == workers
+    assert (plan.note is None) == (note is None)
+    if note is not None:
+        assert plan.note is not None and note in plan.note
+        assert plan.note.startswith(f"note: --workers {args[0]} capped to {workers}: ")
+
+
+def test_worker_plan_refuses_what_fits_nowhere() -> None:
+    from accelerator import ConfigError
+    from dse.local_ray import plan_workers
+
+    with pytest.raises(
+        ConfigError, match=r"--cpus-per-trial: 4 CPUs per trial, but the cluster offers 2 CPUs"
+    ):
+        plan_workers(None, 2, 0, 4.0, 0.0, 10, "the cluster")
+    with pytest.raises(
+        ConfigError, match=r"--gpus-per-trial: 0.5 GPUs per trial, but the cluster offers 0 GPUs"
+    ):
+        plan_workers(3, 16, 0, 1.0, 0.5, 10, "the cluster")
