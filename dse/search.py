@@ -8,7 +8,7 @@ or its heartbeat goes stale) is marked FAIL and re-queued with the same paramete
 the same command resumes: complete trials are kept and counted, trials left RUNNING by a killed
 driver are failed and re-queued.
 
-Faults never end the search by surprise (see README "Faults"): storage errors are retried
+Faults never end the search by surprise (README, "Faults and limits"): storage errors are retried
 (:mod:`dse.resilience`), a worker's task error is recorded against its trial and the worker
 replaced, a worker whose heartbeat goes stale is replaced, an outage longer than the limit stops
 the search with exit status 1 and a resumable study. The private local Ray is sized to the
