@@ -177,7 +177,7 @@ class RetryingStorage(BaseStorage):
                     log.warning("storage %s: %s; retrying", self.name, _first_line(exc))
                 if now >= deadline:
                     raise self._outage(
-                        f"unreachable for {self.limit:.0f} s ({_first_line(exc)})"
+                        f"unreachable for {self.limit:g} s ({_first_line(exc)})"
                     ) from None
                 self.retries += 1
                 time.sleep(min(delay, max(deadline - now, 0.0)))
