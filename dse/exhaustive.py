@@ -21,6 +21,7 @@ from typing import Any
 import optuna
 
 from accelerator import ConfigError
+from dse.resilience import StorageOutage
 from dse.space import LoadedSpace
 from dse.tickets import TicketSpace, read_ticket
 
@@ -67,11 +68,9 @@ def drive_exhaustive(
     tickets, with an ETA. Returns ``{"tickets", "done_before", "trained_now"}``."""
     import ray
 
-    from dse.worker import Worker
+    from dse.worker import remote_worker
 
-    remote = ray.remote(Worker).options(
-        num_cpus=opts.cpus_per_trial, num_gpus=opts.gpus_per_trial, max_restarts=0
-    )
+    remote = remote_worker(opts.cpus_per_trial, opts.gpus_per_trial)
     threads = max(1, int(opts.cpus_per_trial))
     progress = bool(opts.progress)
 
@@ -127,8 +126,13 @@ def drive_exhaustive(
                 except ray.exceptions.RayActorError:
                     pool[i] = worker_factory(i)
                     _retry(queue, attempts, a)
-                except ray.exceptions.RayTaskError as exc:
-                    print(f"ticket failed: {exc.cause!r}", file=sys.stderr)
+                except ray.exceptions.RayError as exc:  # the task raised (RayTaskError...)
+                    cause = getattr(exc, "cause", None)
+                    if isinstance(cause, StorageOutage):
+                        raise StorageOutage(str(cause)) from None
+                    print(f"ticket failed: {cause or exc!r}", file=sys.stderr)
+                    ray.kill(pool[i])
+                    pool[i] = worker_factory(i)
                     _retry(queue, attempts, a)
                 idle.append(i)
     finally:
