@@ -236,8 +236,19 @@ class OracleHardware:
 
 def hardware_from_config(config: Any, **overrides: Any) -> OracleHardware:
     """An :class:`OracleHardware` from an ``accelerator.AcceleratorConfig`` (same capacities,
-    word widths, bandwidths and per-access energies), with keyword ``overrides``."""
+    word widths, bandwidths and per-access energies), with keyword ``overrides``.
+
+    The project has no GB word width or per-access GB energy: its SRAM energies are per bit,
+    from ``memory.sram_table`` at the buffer size. The word is :class:`OracleHardware`'s (16 bits)
+    and a word access costs ``word_bits`` x the table's pJ/bit at ``global_buffer_bytes`` (the
+    template's size; :func:`zigzag_network` keeps these energies for every buffer it runs)."""
+    from accelerator.equations import sram_figures
+
     e = config.energy
+    word = OracleHardware.word_bits
+    read_bit, write_bit, _, _ = sram_figures(
+        config.memory.sram_table, config.memory.global_buffer_bytes / 1024
+    )
     hw = OracleHardware(
         rows=config.pe_array.rows,
         cols=config.pe_array.cols,
@@ -249,15 +260,15 @@ def hardware_from_config(config: Any, **overrides: Any) -> OracleHardware:
         accumulators=config.pe.accumulators,
         global_buffer_bytes=config.memory.global_buffer_bytes,
         global_buffer_bandwidth=config.memory.global_buffer_bandwidth,
-        word_bits=config.memory.word_bits,
+        word_bits=word,
         dram_bandwidth_gbps=config.memory.dram_bandwidth_gbps,
         clock_mhz=config.clock_mhz,
         e_accumulate=e.accumulate,
         e_and_gate=e.and_gate,
         e_scratchpad_read=e.scratchpad_read,
         e_scratchpad_write=e.scratchpad_write,
-        e_global_buffer_read=e.global_buffer_read,
-        e_global_buffer_write=e.global_buffer_write,
+        e_global_buffer_read=float(read_bit) * word,
+        e_global_buffer_write=float(write_bit) * word,
         e_dram_per_bit=e.dram_per_bit,
     )
     return replace(hw, **overrides)
