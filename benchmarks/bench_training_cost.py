@@ -4,9 +4,13 @@ epoch, a round and a whole ticket of the shipped ``search_spaces/cifar10_*.yaml`
 
 It runs ``snn.train.train`` (the code path every trial uses) for a few hundred images of random
 CIFAR-shaped uint8 data (throughput does not depend on the pixel values) on the best device
-present: CUDA when available, else the CPU. Run it on the GPU you plan to use:
+present: CUDA when available, else the CPU. On a GPU it measures three variants of the training
+arithmetic (``TrainConfig.precision`` / ``channels_last``): fp32, bf16 autocast, and bf16 with
+channels-last memory order, and prints GPU-hours per ticket for each. Run it on the GPU you plan
+to use:
 
-``python benchmarks/bench_training_cost.py [--images 1024] [--models vgg16 resnet19]``
+``python benchmarks/bench_training_cost.py [--images 1024] [--models vgg16 resnet19]
+[--variants fp32 bf16 bf16-cl]``
 
 Writes ``results/training_cost_<device>.json``.
 """
@@ -32,7 +36,15 @@ SPACES = {
 CIFAR_TRAIN = 45_000  # 50,000 minus the 10 % validation split of the shipped spaces
 
 
-def measure(model_name: str, images: int, device: str) -> dict[str, Any]:
+VARIANTS: dict[str, dict[str, Any]] = {
+    "fp32": {"precision": "fp32", "channels_last": False},
+    "bf16": {"precision": "bf16", "channels_last": False},
+    "bf16-cl": {"precision": "bf16", "channels_last": True},
+}
+"""Training-arithmetic variants: ``TrainConfig`` fields."""
+
+
+def measure(model_name: str, images: int, device: str, variant: str = "fp32") -> dict[str, Any]:
     """Seconds per training image (second epoch of two: the first warms up kernels/allocator)."""
     import torch
 
@@ -41,7 +53,7 @@ def measure(model_name: str, images: int, device: str) -> dict[str, Any]:
     from snn.models import build_model
 
     space = load_space(ROOT / SPACES[model_name]).space
-    cfg = space.train.model_copy(update={"epochs": 2, "device": device})
+    cfg = space.train.model_copy(update={"epochs": 2, "device": device, **VARIANTS[variant]})
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (images, 3, 32, 32), dtype=torch.uint8, generator=gen)
     y = torch.randint(0, 10, (images,), generator=gen)
@@ -66,6 +78,7 @@ def measure(model_name: str, images: int, device: str) -> dict[str, Any]:
     return {
         "model": model_name,
         "device": device,
+        "variant": variant,
         "images_measured": images,
         "batch_size": cfg.batch_size,
         "timesteps": space.model.timesteps,
@@ -83,23 +96,36 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=1024, help="images per measured epoch")
     parser.add_argument("--models", nargs="+", default=["vgg16", "resnet19"])
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        default=None,
+        help="training arithmetic (default: all three on a GPU, fp32 on the CPU)",
+    )
     args = parser.parse_args()
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    variants = args.variants or (list(VARIANTS) if device == "cuda" else ["fp32"])
+    unit = "GPU-hours" if device == "cuda" else "CPU-hours"
     if device == "cpu":
         torch.set_num_threads(max(1, torch.get_num_threads()))
     name = torch.cuda.get_device_name(0) if device == "cuda" else f"cpu x{torch.get_num_threads()}"
     rows = []
     for m in args.models:
-        row = measure(m, max(args.images, 2 * 128), device)
-        rows.append(row)
-        print(
-            f"{m} on {name}: {row['images_per_second']:.0f} images/s, "
-            f"{row['seconds_per_epoch']:.0f} s per epoch of {CIFAR_TRAIN} images, "
-            f"{row['hours_per_round']:.1f} h per round ({row['epochs_per_round']} epochs), "
-            f"{row['hours_per_ticket']:.1f} h per ticket ({row['rounds_incl_dense']} rounds)"
-        )
+        for variant in variants:
+            row = measure(m, max(args.images, 2 * 128), device, variant)
+            row["unit"] = unit
+            rows.append(row)
+            print(
+                f"{m} [{variant}] on {name}: {row['images_per_second']:.0f} images/s, "
+                f"{row['seconds_per_epoch']:.0f} s per epoch of {CIFAR_TRAIN} images, "
+                f"{row['hours_per_round']:.1f} {unit} per round "
+                f"({row['epochs_per_round']} epochs), "
+                f"{row['hours_per_ticket']:.1f} {unit} per ticket "
+                f"({row['rounds_incl_dense']} rounds)"
+            )
     tag = "cuda" if device == "cuda" else "cpu"
     save(f"training_cost_{tag}", {"device_name": name, "rows": rows})
     if not math.isfinite(sum(r["hours_per_ticket"] for r in rows)):

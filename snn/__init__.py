@@ -41,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     "magnitude_prune": "snn.prune",
     "rewind": "snn.prune",
     "sparsity": "snn.prune",
+    "threshold_prune": "snn.prune",
     "to_numpy_masks": "snn.prune",
     "to_torch_masks": "snn.prune",
     # lottery tickets

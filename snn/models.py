@@ -311,7 +311,8 @@ VGG16_D: tuple[int | str, ...] = (
 
 
 def vgg16(cfg: ModelConfig, in_shape: tuple[int, int, int], n_classes: int) -> SpikingNet:
-    """VGG-16 (torchvision config "D") with BN + LIF and a single Linear(512w, classes).
+    """VGG-16 (torchvision config "D") with BN + LIF and a single Linear(512w, classes), the
+    network of Yin et al. (arXiv 2302.06746, Tables I-III).
 
     Max pooling uses ``ceil_mode`` and an adaptive average pool to 1x1 precedes the classifier,
     so 32x32 (1x1 after five pools, pooling is then the identity), 28x28 and smaller inputs work.
@@ -362,8 +363,10 @@ class BasicBlock(nn.Module):
 
 
 def resnet19(cfg: ModelConfig, in_shape: tuple[int, int, int], n_classes: int) -> SpikingNet:
-    """ResNet-19 as in PAPER.md: conv3x3 -> 64w, BasicBlocks [3, 3, 2] at 128w/256w/512w with
-    stride 2 at each stage start, avgpool, FC 512w -> 256w + LIF, FC -> classes."""
+    """ResNet-19 of Yin et al. (arXiv 2302.06746, the network of Tables I-II; layer sizes from
+    the authors' public code, github RuokaiYin/u-Ticket ``archs/cifar10/resnet.py``): conv3x3 ->
+    64w, BasicBlocks [3, 3, 2] at 128w/256w/512w with stride 2 at each stage start, avgpool,
+    FC 512w -> 256w + LIF, FC -> classes."""
     c0 = _ch(64, cfg.width)
     layers: OrderedDict[str, nn.Module] = OrderedDict(
         conv1=nn.Conv2d(in_shape[0], c0, 3, padding=1, bias=False),

@@ -100,6 +100,59 @@ def magnitude_prune(
     raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
 
 
+def threshold_prune(
+    model_or_weights: SpikingNet | Mapping[str, Tensor],
+    masks: MaskLike,
+    rate: float,
+    scope: Literal["global", "layer"] = "global",
+) -> Masks:
+    """The authors' pruning rule (their public code, ``prune_by_percentile``); returns new masks.
+
+    The threshold is the ``rate``-quantile of |w| over the *non-zero* weights of the network as
+    trained (all prunable layers together for ``global``, each layer for ``layer``); a weight stays
+    when it is in ``masks`` and ``|w| >= threshold``. With u-Ticket the trained network holds the
+    balanced mask's weights, so weights that balancing recovered take part in the quantile (they
+    are non-zero) and weights it removed do not (they were zeroed); ``masks`` is the pre-balance
+    mask of the previous round. Quantiles as in that code: ``global`` takes the sorted |w| at index
+    ``floor(N * rate)``; ``layer`` takes numpy's linearly interpolated percentile. Without
+    balancing this keeps the same weights as :func:`magnitude_prune` up to ties and rounding.
+    """
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"rate must be in [0, 1), got {rate}")
+    weights = (
+        prunable_weights(model_or_weights)
+        if isinstance(model_or_weights, nn.Module)
+        else dict(model_or_weights)
+    )
+    tmasks = to_torch_masks(masks)
+    missing = set(tmasks) - set(weights)
+    if missing:
+        raise KeyError(f"no weights for masked layers: {sorted(missing)}")
+    mags = {n: weights[n].detach().float().abs().cpu() for n in tmasks}
+    for n, m in tmasks.items():
+        if m.shape != mags[n].shape:
+            raise ValueError(
+                f"mask for {n} has shape {tuple(m.shape)}, weight {tuple(mags[n].shape)}"
+            )
+    if scope == "global":
+        alive = torch.cat([a[a != 0] for a in mags.values()])
+        if alive.numel() == 0:
+            return {n: m.clone() for n, m in tmasks.items()}
+        t = float(torch.sort(alive).values[int(alive.numel() * rate)])
+        return {n: tmasks[n] & (mags[n] >= t) for n in tmasks}
+    if scope == "layer":
+        out: Masks = {}
+        for n, m in tmasks.items():
+            alive_np = mags[n][mags[n] != 0].numpy()
+            if alive_np.size == 0:
+                out[n] = m.clone()
+                continue
+            t = float(np.percentile(alive_np, 100.0 * rate))
+            out[n] = m & (mags[n] >= t)
+        return out
+    raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
+
+
 def _prune_flat(weights: list[Tensor], masks: list[Tensor], rate: float) -> list[Tensor]:
     """Jointly rank the survivors of several layers and drop the ``rate`` smallest."""
     flat_m = torch.cat([m.reshape(-1).cpu() for m in masks])

@@ -1,4 +1,6 @@
-"""Lottery-ticket rounds with late rewinding and optional u-Ticket workload balancing.
+"""Lottery-ticket rounds with late rewinding and optional u-Ticket workload balancing
+(Yin et al., "Workload-Balanced Pruning for Sparse Spiking Neural Networks", arXiv 2302.06746,
+Algorithm 1; ``docs/method.md`` explains the method and every option).
 
 Round 0 trains the dense network (saving the weights after ``rewind_epoch`` epochs). Each later
 round: global (or per-layer) magnitude pruning of ``rate`` of the survivors of the previous
@@ -10,8 +12,15 @@ Two documented choices of the paper vs. the authors' code are options:
 
 * ``balance_layers``: ``"all"`` conv + linear layers (our default), or ``"authors"`` (their code:
   conv layers except the first; linear layers are never balanced).
-* ``carry``: the mask the next round's magnitude pruning starts from: ``"balanced"`` (the
-  paper's text, default) or ``"pre_balance"`` (their code).
+* ``carry``: how the next round prunes. ``"balanced"`` (the paper's text, Algorithm 1; default):
+  remove ``rate`` of the balanced mask's survivors by magnitude. ``"authors"`` (their code): the
+  threshold is the ``rate``-quantile of |w| over the non-zero trained weights (recovered weights
+  included, removed ones excluded since they were zeroed), applied to the *pre-balance* mask (see
+  :func:`snn.prune.threshold_prune`). ``"pre_balance"`` (kept for stored spaces and cached
+  tickets): remove ``rate`` of the pre-balance mask's members by magnitude; it approximates the
+  authors' rule but keeps a different number of weights.
+
+``balance_layers="authors"`` with ``carry="authors"`` is the authors' code.
 
 With ``balance_mode="magnitude"`` the balancer receives the trained weights of the previous
 round (the ones magnitude pruning ranked) to choose what to recover/remove. With
@@ -47,6 +56,7 @@ from snn.prune import (
     magnitude_prune,
     rewind,
     sparsity,
+    threshold_prune,
     to_numpy_masks,
     to_torch_masks,
 )
@@ -88,10 +98,12 @@ class TicketConfig(BaseModel):
         description="Layers to balance: all conv+linear, the authors' (conv except the first), "
         "or explicit layer names.",
     )
-    carry: Literal["balanced", "pre_balance"] = Field(
+    carry: Literal["balanced", "authors", "pre_balance"] = Field(
         "balanced",
-        description="Mask the next round prunes from: balanced (paper text) or pre-balance "
-        "(authors' code).",
+        description="How the next round prunes: balanced (paper text: rate of the balanced "
+        "mask's survivors), authors (their code: threshold = rate-quantile of the non-zero "
+        "trained |w|, applied to the pre-balance mask) or pre_balance (rate of the pre-balance "
+        "mask's members; an approximation of the authors' rule kept for old spaces).",
     )
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed for init, data order, balancing.")
 
@@ -323,8 +335,11 @@ def find_ticket(
         )
     profile = dense.profile
     for r in range(1, ticket_cfg.rounds + 1):
-        base = masks if ticket_cfg.carry == "balanced" else pre
-        pre = magnitude_prune(model, base, ticket_cfg.rate, ticket_cfg.scope)
+        if ticket_cfg.carry == "authors":
+            pre = threshold_prune(model, pre, ticket_cfg.rate, ticket_cfg.scope)
+        else:
+            base = masks if ticket_cfg.carry == "balanced" else pre
+            pre = magnitude_prune(model, base, ticket_cfg.rate, ticket_cfg.scope)
         t0 = time.perf_counter()
         masks = pre
         if names:

@@ -1,4 +1,4 @@
-"""u-Ticket workload balancing (Yin et al., Algorithm 1, step 3), vectorized.
+"""u-Ticket workload balancing (Yin et al., arXiv 2302.06746, Algorithm 1, step 3), vectorized.
 
 For every group of PEs (filters or channel chunks processed together), the target workload is
 ``ceil(mean)`` of the group's non-zero counts, the mean taken over the PEs that hold weights.

@@ -17,6 +17,7 @@ from snn.prune import (
     magnitude_prune,
     rewind,
     sparsity,
+    threshold_prune,
     to_numpy_masks,
 )
 from snn.train import TrainConfig, clone_state, train
@@ -141,3 +142,48 @@ def test_rewind_restores_checkpoint_exactly() -> None:
             assert torch.equal(state[k], snap[k] * masks[name])
         else:
             assert torch.equal(state[k], snap[k])
+
+
+def test_threshold_prune_worked_example() -> None:
+    """The authors' rule on a hand-worked case.
+
+    Trained weights after a u-Ticket round (the network trained with the *balanced* mask):
+    a[0, 1] was in the pre-balance mask but balancing removed it (trained weight exactly 0);
+    a[1, 0] was not in it but balancing recovered it (non-zero); b[2] was pruned earlier.
+
+    Non-zero |w|: a -> 0.9, 0.3, 0.5, 0.1, 0.6; b -> 0.2, 0.7, 0.4 (N = 8), sorted
+    0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.9; rate 0.25: index floor(8 * 0.25) = 2 -> threshold 0.3.
+    Keep = pre-balance mask and |w| >= 0.3:
+      a: 0.9 keep; removed 0 drop; 0.3 keep (tie stays); recovered 0.5 drop (not in pre);
+         0.1 drop; 0.6 keep
+      b: 0.2 drop; 0.7 keep; pruned drop; 0.4 keep.
+    5 of the 8 pre-balance weights stay, where removing round(0.25 * 8) = 2 of the pre-balance
+    mask by rank (``magnitude_prune``, carry ``pre_balance``) keeps 6 (0.2 survives).
+    Per layer (numpy's interpolated 25th percentile): a: 0.1 0.3 0.5 0.6 0.9 -> 0.3;
+    b: 0.2 0.4 0.7 -> 0.3; the same weights stay.
+    """
+    weights = {
+        "a": torch.tensor([[0.9, 0.0, 0.3], [0.5, -0.1, 0.6]]),
+        "b": torch.tensor([-0.2, 0.7, 0.0, 0.4]),
+    }
+    pre = {
+        "a": torch.tensor([[True, True, True], [False, True, True]]),
+        "b": torch.tensor([True, True, False, True]),
+    }
+    expected = {
+        "a": [[True, False, True], [False, False, True]],
+        "b": [False, True, False, True],
+    }
+    for scope in ("global", "layer"):
+        out = threshold_prune(weights, pre, 0.25, scope)  # type: ignore[arg-type]
+        assert {n: m.tolist() for n, m in out.items()} == expected, scope
+    by_rank = magnitude_prune(weights, pre, 0.25)
+    assert sum(int(m.sum()) for m in by_rank.values()) == 6
+    assert bool(by_rank["b"][0])
+    # nothing alive: masks unchanged; bad rate and shapes are errors
+    zeros = {"a": torch.zeros(2, 3), "b": torch.zeros(4)}
+    assert threshold_prune(zeros, pre, 0.25)["a"].tolist() == pre["a"].tolist()
+    with pytest.raises(ValueError, match="rate"):
+        threshold_prune(weights, pre, 1.0)
+    with pytest.raises(ValueError, match="shape"):
+        threshold_prune({"a": torch.ones(3, 2), "b": weights["b"]}, pre, 0.25)

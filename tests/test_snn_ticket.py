@@ -221,3 +221,44 @@ def test_uticket_balances_every_group(digits: Splits, mode: str) -> None:
                 d, c = work[g][cap[g] > 0], cap[g][cap[g] > 0]
                 target = min(math.ceil(d.mean()), int(c.max()))
                 assert np.array_equal(d, np.minimum(target, c)), (name, g, d)
+
+
+def test_authors_options_prune_the_pre_balance_mask_at_the_trained_quantile(
+    digits: Splits,
+) -> None:
+    """balance_layers=authors + carry=authors (the authors' code) with the real balancer: round
+    2 thresholds round 1's pre-balance mask at the 0.25-quantile of round 1's trained non-zero
+    weights; only conv layers after the first are balanced."""
+    from snn.prune import threshold_prune
+
+    model_cfg = ModelConfig(name="convnet", width=1.0, timesteps=2)
+    cfg = TicketConfig(
+        rounds=1, rate=0.25, seed=0, balance="uticket", balance_layers="authors", carry="authors"
+    )
+    pe = _pe_index(model_cfg)
+    dense = train_dense(model_cfg, digits, TRAIN, seed=0, rewind_epoch=1)
+    one = find_ticket(model_cfg, digits, TRAIN, cfg, pe_index=pe, n_pe=16, dense=dense)
+    infos: list[RoundInfo] = []
+    two = find_ticket(
+        model_cfg,
+        digits,
+        TRAIN,
+        cfg.model_copy(update={"rounds": 2}),
+        pe_index=pe,
+        n_pe=16,
+        dense=dense,
+        on_round=infos.append,
+    )
+    assert two.rounds[1].accuracy == one.rounds[1].accuracy  # round 1 is deterministic
+    r1 = infos[1]
+    assert not np.array_equal(r1.masks["conv2"], r1.pre_balance_masks["conv2"])  # balanced
+    for n in ("conv1", "fc"):  # not balanced by the authors' code
+        assert np.array_equal(r1.masks[n], r1.pre_balance_masks[n])
+    model = build_model(model_cfg, (1, 8, 8), 10)
+    model.load_state_dict(one.final_state)
+    expected = threshold_prune(model, one.final_pre_balance_masks, 0.25)
+    got = infos[2].pre_balance_masks
+    assert all(np.array_equal(got[n], expected[n].numpy()) for n in got)
+    # a recovered weight (in round 1's balanced mask, not its pre-balance mask) never survives
+    recovered = r1.masks["conv2"] & ~r1.pre_balance_masks["conv2"]
+    assert recovered.any() and not (got["conv2"] & recovered).any()

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from pydantic import ValidationError
+from torch.utils.data import TensorDataset
 
 from snn.data import Splits, load_dataset
 from snn.models import ModelConfig, SpikingNet, build_model
@@ -177,3 +178,62 @@ def test_cosine_schedule_reaches_zero(digits: Splits) -> None:
     steps = math.ceil(len(digits.train) / 64)
     assert lrs[0] == pytest.approx(0.1 * (1 + math.cos(math.pi * (steps - 1) / (2 * steps))))
     assert lrs[1] < 1e-3
+
+
+def _small(digits: Splits, n: int) -> Splits:
+    """The first ``n`` training images of digits (one batch per epoch with batch_size >= n)."""
+    x, y = digits.train.tensors  # type: ignore[attr-defined]
+    return Splits(
+        TensorDataset(x[:n], y[:n]), digits.val, digits.test, digits.in_shape, 10, "digits"
+    )
+
+
+def test_cosine_schedule_is_per_batch_cosine(digits: Splits) -> None:
+    """One batch per epoch: the lr of epoch e is the cosine at batch e - 1 of all 6 batches."""
+    lrs: list[float] = []
+    small = _small(digits, 64)
+    train(
+        _model(width=0.25),
+        small,
+        _cfg(epochs=6, lr=0.3),
+        seed=0,
+        on_epoch=lambda _e, d: lrs.append(d["lr"]),
+    )
+    expected = [0.15 * (1 + math.cos(math.pi * s / 6)) for s in range(6)]
+    assert lrs == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    flat: list[float] = []
+    train(
+        _model(width=0.25),
+        small,
+        _cfg(epochs=3, lr=0.3, schedule="none"),
+        seed=0,
+        on_epoch=lambda _e, d: flat.append(d["lr"]),
+    )
+    assert flat == [0.3, 0.3, 0.3]
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [dict(precision="bf16"), dict(channels_last=True), dict(precision="bf16", channels_last=True)],
+)
+def test_bf16_and_channels_last_train_on_cpu(digits: Splits, opts: dict[str, object]) -> None:
+    """The GPU options run on the CPU too: finite loss, fp32 weights, pruned weights stay 0, and
+    channels_last alone matches the default up to rounding."""
+    small = _small(digits, 256)
+    ref_model, model = _model(), _model()
+    masks = magnitude_prune(model, dense_masks(model), 0.5)
+    ref = train(ref_model, small, _cfg(epochs=1), masks=masks, seed=0)
+    res = train(model, small, _cfg(epochs=1, **opts), masks=masks, seed=0)
+    assert math.isfinite(res.train_loss[0])
+    for name, layer in model.prunable().items():
+        assert layer.weight.dtype == torch.float32
+        assert bool((layer.weight.detach()[~masks[name]] == 0).all()), name
+    if opts.get("channels_last"):
+        conv = model.prunable()["conv1"].weight
+        assert conv.is_contiguous(memory_format=torch.channels_last)
+    if "precision" not in opts:
+        assert res.train_loss[0] == pytest.approx(ref.train_loss[0], rel=1e-4)
+    else:  # bf16 rounding: close, not equal
+        assert res.train_loss[0] == pytest.approx(ref.train_loss[0], rel=0.1)
+        assert res.train_loss[0] != ref.train_loss[0]
+    assert 0.0 <= evaluate(model, digits.test).accuracy <= 1.0

@@ -163,7 +163,10 @@ def test_spike_aware_levels_expected_work_with_one_channel_per_pe() -> None:
     for label, m in (("plain", plain), ("aware", aware)):
         q = expected_work(m, index, cost, 4)
         spread[label] = float((q.max(axis=1) - q.mean(axis=1)).sum())
-        assert spread[label] >= 0
+    # plain balancing levels non-zero counts exactly, which leaves expected work unequal here
+    counts, _ = per_pe(plain, index, 4)
+    assert (counts == counts[:, :1]).all()
+    assert spread["plain"] > 1.0
     assert spread["aware"] < 0.5 * spread["plain"]
     # trimmed to the group's level, rounding up by less than one weight of the PE's channel
     before = expected_work(mask, index, cost, 4)
