@@ -196,7 +196,9 @@ class Memory(_Strict):
         256,
         ge=1,
         le=1 << 20,
-        description="Global buffer bandwidth (bits per cycle, read and write together).",
+        description="Global buffer bandwidth (bits per cycle, read and write together); 256 = one "
+        "32-byte block per cycle, the block width of the CACTI buffers in the u-Ticket authors' "
+        "SATA_Sim energy model (github RuokaiYin/SATA_Sim, inference-energy-cal).",
     )
     dram_bandwidth_gbps: float = Field(
         12.8,
