@@ -15,7 +15,10 @@ Training is nearly all the cost of a design point, and most design points share 
   serves is scored: every rounds value x every hardware configuration of the space with the
   same ticket key (all of them for plain LTH). Finite parameters (int, categorical, stepped
   float) are enumerated; a continuous ``accelerator.*`` float takes only the proposed value.
-  Equivalent points (same ticket, same accelerator configuration) are scored once.
+  Equivalent points (same ticket, same accelerator configuration) are scored once, each
+  round by one :func:`accelerator.evaluate_grid` call over the configurations
+  (:func:`dse.trial.score_metrics`; a loop over ``evaluate`` where the grid cannot express
+  them, e.g. rounds balanced for a workload-dependent mapping order).
 - **Files.** Each ticket's scored points go to ``<run>/points/<ticket>.json`` (written
   atomically: one file per ticket, so several workers and nodes never write the same file);
   :func:`write_points_csv` merges them into ``points.csv``. A ticket with a file is done:
@@ -47,9 +50,9 @@ from accelerator import AcceleratorConfig, ConfigError, pe_index
 from dse.cache import TicketCache, ticket_key
 from dse.design import DesignPoint, base_sections
 from dse.files import atomic_write, file_lock, jsonable
-from dse.metrics import METRICS, metrics_of
+from dse.metrics import METRICS
 from dse.space import CategoricalParam, FloatParam, IntParam, LoadedSpace, Param, Space
-from dse.trial import load_splits, score_configs, ticket_rounds, weight_shapes
+from dse.trial import load_splits, score_metrics, ticket_rounds, weight_shapes
 from dse.worker import constraint_values, distributions
 
 ROUNDS = "pruning.rounds"
@@ -278,14 +281,7 @@ def score_ticket(
                 unique[cfg] = len(configs)
                 configs.append(p.accelerator)
             index.append(unique[cfg])
-        reports = score_configs(configs, rounds, ts.rounds)
-        scores = [
-            {
-                r: metrics_of(rep, rounds[r].accuracy, rounds[r].val_accuracy)
-                for r, rep in per.items()
-            }
-            for per in reports
-        ]
+        scores = score_metrics(configs, rounds, ts.rounds)
         rows = []
         for (a, _), i in zip(served, index, strict=True):
             for r in ts.rounds:

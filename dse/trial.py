@@ -22,20 +22,27 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from pydantic import ValidationError
 
 from accelerator import (
     AcceleratorConfig,
+    ConfigError,
     LayerOrder,
+    MappingError,
     Report,
     evaluate,
+    evaluate_grid,
     ordered_pe_index,
     pe_index,
     plan_orders,
     summarize,
 )
+from accelerator.config import accelerator_fields
+from accelerator.equations import BROADCAST_FIELDS
 from dse.cache import TicketCache, dense_key, ticket_key
 from dse.design import DesignPoint
-from dse.metrics import metrics_of
+from dse.metrics import mask_sparsity, metrics_of, metrics_of_row
 from snn.data import Splits, load_dataset
 from snn.models import build_model
 from snn.ticket import DenseRun, RoundInfo, find_ticket, train_dense
@@ -255,12 +262,10 @@ def score_configs(
     round_numbers: Iterable[int],
 ) -> list[dict[int, Report]]:
     """Hardware reports of rounds ``round_numbers`` of one ticket on every configuration:
-    ``out[i][r]`` for ``configs[i]``, round ``r``. Every scoring in ``dse`` goes through here,
-    so a trial and the same point derived from a longer ticket get identical figures.
-
-    The single place that loops over ``accelerator.evaluate``: switch it to the vectorized
-    ``accelerator.evaluate_grid`` once that exists (one call per round, the configurations as
-    its grid). Masks are reduced once per round (:func:`accelerator.summarize`).
+    ``out[i][r]`` for ``configs[i]``, round ``r``, one :func:`accelerator.evaluate` each (a
+    trial's full report; many points are scored by :func:`score_metrics`). Masks are reduced
+    once per round (:func:`accelerator.summarize`); each round is scored under the mapping
+    order it was balanced for, if any (:func:`round_orders`).
     """
     numbers = list(round_numbers)
     summaries = {r: summarize(rounds[r].masks) for r in numbers}
@@ -269,6 +274,101 @@ def score_configs(
         {r: evaluate(config, summaries[r], rounds[r].profile, orders[r]) for r in numbers}
         for config in configs
     ]
+
+
+def _dotted(data: dict[str, Any], path: str) -> Any:
+    node: Any = data
+    for part in path.split("."):
+        node = node[part]
+    return node
+
+
+def config_grid(configs: Sequence[AcceleratorConfig]) -> dict[str, list[Any]] | None:
+    """The fields (dotted paths) whose values differ among ``configs`` -> their distinct
+    values, in first-seen order: a Cartesian grid on ``configs[0]`` that holds every
+    configuration. ``None`` when :func:`accelerator.evaluate_grid` cannot express it well: a
+    differing value that is not a scalar (e.g. ``memory.sram_table``), or a grid with more
+    combinations of the structural fields (those not in
+    :data:`accelerator.equations.BROADCAST_FIELDS`) than there are configurations: the grid
+    computes one phase-1 count per structural combination, the loop one per configuration, so
+    such a superset costs more than the loop (e.g. a u-Ticket subset 2x8, 4x4, 8x2 of K
+    arrays alone: 3x3 combinations for 3 configurations)."""
+    dumps = [c.model_dump(mode="json") for c in configs]
+    grid: dict[str, list[Any]] = {}
+    for f in accelerator_fields():
+        if f == "name":  # a label: no cost depends on it
+            continue
+        values = [_dotted(d, f) for d in dumps]
+        if any(not isinstance(v, int | float | str) for v in values):
+            if any(v != values[0] for v in values):
+                return None
+            continue
+        distinct = list(dict.fromkeys(values))
+        if len(distinct) > 1:
+            grid[f] = distinct
+    structural = [f for f in grid if f not in BROADCAST_FIELDS]
+    if math.prod(len(grid[f]) for f in structural) > len(configs):
+        return None
+    return grid
+
+
+def _grid_rows(
+    configs: Sequence[AcceleratorConfig], grid: dict[str, list[Any]], frame: pd.DataFrame
+) -> list[int]:
+    """Row of ``frame`` (an :func:`accelerator.evaluate_grid` result) for each configuration,
+    matched on the grid-field values."""
+    fields = list(grid)
+    if not fields:
+        return [0] * len(configs)
+    where = {key: i for i, key in enumerate(zip(*(frame[f].tolist() for f in fields), strict=True))}
+    dumps = [c.model_dump(mode="json") for c in configs]
+    return [where[tuple(_dotted(d, f) for f in fields)] for d in dumps]
+
+
+def score_metrics(
+    configs: Sequence[AcceleratorConfig],
+    rounds: Sequence[RoundInfo],
+    round_numbers: Iterable[int],
+) -> list[dict[int, dict[str, float]]]:
+    """Every registered metric of rounds ``round_numbers`` of one ticket on every
+    configuration: ``out[i][r]`` for ``configs[i]``, round ``r``.
+
+    A round is scored by one :func:`accelerator.evaluate_grid` call over the Cartesian grid of
+    the fields that differ among ``configs`` (:func:`config_grid`: a superset of them when they
+    are not a full Cartesian product), and each configuration reads its row;
+    the grid has no sparsity column, so it is taken once per round from the masks
+    (:func:`dse.metrics.mask_sparsity`). Every row equals ``evaluate`` to relative 1e-9, so a
+    derived point and :func:`run_trial` of it agree to that precision. The loop over
+    :func:`accelerator.evaluate` (:func:`score_configs`) scores instead: rounds with an
+    explicit mapping order (u-Ticket under ``mapping_order: workload``: the grid has no
+    per-round orders), configurations whose differences the grid cannot express
+    (:func:`config_grid` gives ``None``, or ``evaluate_grid`` rejects the grid or one of its
+    combinations with a :class:`accelerator.ConfigError`, a validation or a mapping error).
+    """
+    numbers = list(round_numbers)
+    out: list[dict[int, dict[str, float]]] = [{} for _ in configs]
+    grid = config_grid(configs) if configs else None
+    for r in numbers:
+        info = rounds[r]
+        summary = summarize(info.masks)
+        orders = round_orders(info)
+        frame = None
+        if grid is not None and orders is None:
+            try:
+                frame = evaluate_grid(configs[0], grid, summary, info.profile)
+            except (ConfigError, ValidationError, MappingError):
+                frame = None
+        if frame is None:
+            for i, config in enumerate(configs):
+                report = evaluate(config, summary, info.profile, orders)
+                out[i][r] = metrics_of(report, info.accuracy, info.val_accuracy)
+            continue
+        assert grid is not None
+        sparsity = mask_sparsity(summary)
+        records = frame.to_dict("records")
+        for i, row in enumerate(_grid_rows(configs, grid, frame)):
+            out[i][r] = metrics_of_row(records[row], sparsity, info.accuracy, info.val_accuracy)
+    return out
 
 
 def run_trial(

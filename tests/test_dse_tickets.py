@@ -106,8 +106,9 @@ def exhaustive_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_exhaustive_equals_brute_force(exhaustive_run: Path, tmp_path: Path) -> None:
-    """Every point scored by the exact mode equals ``run_trial`` of that point alone (no
-    cache: trained from scratch), and the exported front is the brute-force front."""
+    """Every point scored by the exact mode (through ``accelerator.evaluate_grid``) equals
+    ``run_trial`` of that point alone (no cache: trained from scratch, scored by ``evaluate``)
+    to relative 1e-9, and the exported front is the brute-force front."""
     loaded = load_space(tiny_space(tmp_path), FAST)
     ts = TicketSpace(loaded)
     rows = read_points(exhaustive_run)
@@ -118,7 +119,10 @@ def test_exhaustive_equals_brute_force(exhaustive_run: Path, tmp_path: Path) -> 
         params = params_of(row)
         result = run_trial(DesignPoint.build(loaded, params))
         for metric, value in result.metrics.items():
-            assert float(row[f"metrics_{metric}"]) == value, (params, metric)
+            assert float(row[f"metrics_{metric}"]) == pytest.approx(value, rel=1e-9), (
+                params,
+                metric,
+            )
         brute.append({"params": params, "metrics": result.metrics, "ticket": row["ticket"]})
         brute[-1]["constraint"] = [result.metrics["area"] - 12.0]
     expected = {json.dumps(r["params"], sort_keys=True) for r in front_rows(ts, brute)}
@@ -199,12 +203,100 @@ def test_derived_point_reevaluated_alone_is_identical(proposal_run: Path, tmp_pa
     cache = TicketCache(tmp_path / "fresh")
     for t in derived[:3]:
         result = run_trial(DesignPoint.build(loaded, dict(t.params)), cache=cache)
-        assert [result.metrics[m] for m in ("val_accuracy", "latency", "energy")] == t.values
+        got = [result.metrics[m] for m in ("val_accuracy", "latency", "energy")]
+        assert got == pytest.approx(t.values, rel=1e-9)
     rows = read_points(proposal_run)
     assert {r["source"] for r in rows} <= {"trained", "derived"} and len(rows) >= 6
     assert {r["ticket"] for r in rows} == {
         t.user_attrs["ticket"] for t in study.trials if "ticket" in t.user_attrs
     }
+
+
+def test_grid_scoring_of_a_uticket_subset_selects_its_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A u-Ticket ticket on K serves only the arrays of its PE count (2x8, 4x4, 8x2 of 3x3):
+    the grid is the Cartesian superset, and each served configuration must read its own row
+    (rows of the other arrays, or of another clock or buffer, differ)."""
+    import accelerator
+    import dse.trial
+    from dse.metrics import metrics_of
+    from dse.trial import score_metrics
+
+    params = {
+        "accelerator.pe_array.rows": {"type": "categorical", "choices": [2, 4, 8]},
+        "accelerator.pe_array.cols": {"type": "categorical", "choices": [2, 4, 8]},
+        "accelerator.clock_mhz": {"type": "categorical", "choices": [200.0, 400.0]},
+        "accelerator.memory.global_buffer_bytes": {
+            "type": "categorical",
+            "choices": [4096, 147456],
+        },
+    }
+    ts = TicketSpace(load_space(tiny_space(tmp_path, params=params), FAST))
+    a = {n: (4 if "pe_array" in n else params[n]["choices"][0]) for n in params}
+    point = ts.point({**a, "pruning.rounds": 1})
+    served = ts.served(a, ts.key(point))
+    arrays = {(p.accelerator.pe_array.rows, p.accelerator.pe_array.cols) for _, p in served}
+    assert arrays == {(2, 8), (4, 4), (8, 2)} and len(served) == 12
+    configs = [p.accelerator for _, p in served]
+    rounds, *_ = ticket_rounds(point)
+    expected = [
+        {
+            r: metrics_of(accelerator.evaluate(c, rounds[r].masks, rounds[r].profile), 0.0, 0.0)
+            for r in (0, 1)
+        }
+        for c in configs
+    ]
+    calls = []
+
+    def grid(*args: Any, **kwargs: Any) -> Any:
+        calls.append(len(args[1]))
+        return accelerator.evaluate_grid(*args, **kwargs)
+
+    def no_loop(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("scored by the loop, not the grid")
+
+    monkeypatch.setattr(dse.trial, "evaluate_grid", grid)
+    monkeypatch.setattr(dse.trial, "evaluate", no_loop)
+    got = score_metrics(configs, rounds, (0, 1))
+    assert calls == [4, 4]  # one grid of rows x cols x clock x buffer per round
+    for g, e, c in zip(got, expected, configs, strict=True):
+        for r in (0, 1):
+            for m in ("latency", "energy", "area", "utilization", "sparsity", "edp"):
+                assert g[r][m] == pytest.approx(e[r][m], rel=1e-9), (c, r, m)
+            assert g[r]["sparsity"] == e[r]["sparsity"]
+            assert (g[r]["accuracy"], g[r]["val_accuracy"]) == (
+                rounds[r].accuracy,
+                rounds[r].val_accuracy,
+            )
+    # the superset's other rows differ: a wrong row would fail the comparison above
+    assert len({round(g[1]["edp"], 15) for g in got}) > 1
+
+
+def test_rounds_with_an_explicit_order_are_scored_by_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round balanced for a workload-dependent mapping order carries that order, which the
+    grid cannot take: it goes through ``evaluate`` with the order, and agrees with the trial."""
+    import dse.trial
+    from dse.trial import score_metrics
+
+    over = [*FAST, "pruning.balance=uticket", "accelerator.mapping_order=workload"]
+    point = DesignPoint.build(load_space(overrides=over), {"pruning.rounds": 1})
+    rounds, *_ = ticket_rounds(point)
+    assert rounds[0].orders is None and rounds[1].orders is not None
+    grid_calls = []
+    real = dse.trial.evaluate_grid
+
+    def grid(*args: Any, **kwargs: Any) -> Any:
+        grid_calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dse.trial, "evaluate_grid", grid)
+    got = score_metrics([point.accelerator], rounds, (0, 1))[0]
+    assert len(grid_calls) == 1  # round 0 only
+    trial = run_trial(point)
+    assert got[1] == pytest.approx(trial.metrics, rel=1e-9)
 
 
 def test_derived_trials_are_visible_in_optuna_dashboard(proposal_run: Path) -> None:
