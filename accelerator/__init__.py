@@ -2,7 +2,9 @@
 
 Describe hardware in YAML (:func:`load_accelerator`), map weights to PEs (:func:`pe_index`,
 :func:`partition`), and score pruned masks (:func:`evaluate`): Eq. 2 utilization, latency,
-energy (Eq. 3 and memories) and area. ``python -m accelerator.evaluate`` is the CLI.
+energy (Eq. 3, the memory hierarchy) and area; score whole hardware grids at once
+(:func:`evaluate_grid`). ``python -m accelerator`` is the CLI (``python -m accelerator.evaluate``
+is the same command).
 """
 
 from accelerator.config import (
@@ -12,19 +14,14 @@ from accelerator.config import (
     load_accelerator,
     parse_accelerator,
 )
-from accelerator.cost import (
-    LayerReport,
-    MaskSummary,
-    ProfileMismatch,
-    Report,
-    evaluate,
-    plan_orders,
-    summarize,
-)
+from accelerator.cost import ProfileMismatch, evaluate, plan_orders
+from accelerator.counts import MaskSummary, summarize
 from accelerator.files import ConfigError, read_yaml
+from accelerator.grid import evaluate_grid, pareto_front
 from accelerator.mapping import MappingError, Partition, partition, pe_index
 from accelerator.order import LayerOrder, ordered_pe_index, workload_order
 from accelerator.profile import LayerProfile, Profile, load_profile, parse_profile
+from accelerator.report import LayerReport, Report
 from accelerator.workload import MaskError, group_utilization
 
 __all__ = [
@@ -43,10 +40,12 @@ __all__ = [
     "Report",
     "accelerator_fields",
     "evaluate",
+    "evaluate_grid",
     "group_utilization",
     "load_accelerator",
     "load_profile",
     "ordered_pe_index",
+    "pareto_front",
     "parse_accelerator",
     "parse_profile",
     "partition",

@@ -1,355 +1,112 @@
-"""Analytical latency / energy / area model of a weight-stationary spiking PE array.
+"""Orchestration of the cost model: from masks (or their summary) and a profile to a
+:class:`Report`.
 
-Notation for one layer (weights ``(K, C, kh, kw)`` or ``(K, C)``), mapped by
-:func:`accelerator.mapping.partition` into groups ``g`` of ``n = rows*cols`` PEs ``p``:
+Scoring runs in two phases so that one configuration (:func:`evaluate`) and whole grids of them
+(:func:`accelerator.evaluate_grid`) share every equation:
 
-- ``d[g,p]``: non-zero weights on PE ``p`` of group ``g`` (the PE's workload);
-- ``q[g,p] = sum over its weights of (1 - z_c)``: the workload left after tick-batch skipping,
-  ``z_c`` = fraction of channel-``c`` input neurons silent in all ``T`` timesteps (a PE reading
-  quieter channels has less to do; without per-channel data ``q = d (1 - z)``);
-- ``a = sum over non-zero weights of r_c``: spike-weighted work, ``r_c`` = input spike rate;
-- ``P`` output positions, ``T`` timesteps, ``B = ceil(T / and_gates)`` cycles per weight and
-  position (tick batching: ``and_gates`` timesteps per cycle), ``T_c = T / B``.
-
-Each equation lives in the docstring of the function that computes it.
+1. :func:`network_work` counts, per layer, everything that depends on the mapping and the PE
+   resources (:class:`LayerWork`: Eq. 2 utilization, compute cycles, work, spikes, PE-level
+   traffic; :mod:`accelerator.equations`);
+2. the GB tiling (:func:`accelerator.memory.choose_tiling`) gives the DRAM traffic for the
+   buffer size, and :func:`accelerator.equations.figures` turns counts and traffic into cycles
+   and energy with the configuration's clock, bandwidths and per-action energies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
-from dataclasses import asdict, dataclass, field
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from accelerator.config import AcceleratorConfig
-from accelerator.mapping import Partition, check_shape, partition
+from accelerator.config import AcceleratorConfig, SramRow
+from accelerator.counts import ChunkStats, LayerCounts, MaskSummary, stats_from_mask, summarize
+from accelerator.equations import (
+    BROADCAST_FIELDS,
+    PETraffic,
+    area_mm2,
+    compute_cycles,
+    figures,
+    pe_traffic,
+    sram_figures,
+)
+from accelerator.mapping import Partition, partition
+from accelerator.memory import Geometry, Tiling, choose_tiling, geometry
 from accelerator.order import LayerOrder, apply_order, workload_order
 from accelerator.profile import NO_PROFILE, LayerProfile, Profile, check_channels, parse_profile
-from accelerator.workload import (
-    as_mask,
-    channel_counts,
-    chunk_counts,
-    eq2,
-    mean_utilization,
-    reduce_chunks,
-)
+from accelerator.report import ENERGY_PARTS, LayerReport, Report
+from accelerator.workload import as_mask, eq2, mean_utilization
 
-ENERGY_PARTS = ("compute", "lif", "onchip_memory", "dram", "leakage")
+LAYER_ARRAYS = (
+    "compute_cycles",
+    "spikes",
+    "gate_ops",
+    "n_work",
+    "entries_loaded",
+    "lif_updates",
+    "gb_read",
+    "gb_write",
+)
+"""Per-layer counts that :func:`accelerator.equations.figures` reads (``LayerWork`` fields)."""
 
 
 @dataclass(frozen=True)
-class ChunkStats:
-    """Per-(chunk, filter) tables of one layer (shape ``(n_chunks, K)``).
-
-    ``d``: non-zeros. ``q``: work left after tick-batch skipping, or ``None`` when it is simply
-    ``d * q_scale`` (no per-channel data). ``a_total``: spike-weighted non-zeros ``sum d r_c``.
-    """
-
-    d: np.ndarray
-    q: np.ndarray | None
-    q_scale: float
-    a_total: float
-
-
-def _rates(lp: LayerProfile) -> tuple[np.ndarray | None, np.ndarray | None]:
-    z = None if lp.channel_tick_zero_fraction is None else np.asarray(lp.channel_tick_zero_fraction)
-    r = None if lp.channel_spike_rate is None else np.asarray(lp.channel_spike_rate)
-    return z, r
-
-
-def stats_from_mask(mask: np.ndarray, part: Partition, lp: LayerProfile) -> ChunkStats:
-    """Count a mask once for ``part``; per-channel activity needs per-channel counts."""
-    z, r = _rates(lp)
-    if z is None and r is None:
-        d = chunk_counts(mask, part.chunk)
-        return ChunkStats(d, None, 1.0 - lp.tick_zero_fraction, float(d.sum()) * lp.spike_rate)
-    per_channel = channel_counts(mask)
-    d = reduce_chunks(per_channel, part)
-    q = reduce_chunks(per_channel * (1.0 - z)[:, None], part) if z is not None else None
-    a = float((per_channel * r[:, None]).sum()) if r is not None else float(d.sum()) * lp.spike_rate
-    return ChunkStats(d, q, 1.0 - lp.tick_zero_fraction, a)
-
-
-@dataclass
-class LayerCounts:
-    """Per-(input channel, filter) non-zero counts ``(C, K)`` of one mask, with prefix sums over
-    channels.
-
-    Scoring under another array or dataflow only takes prefix differences at chunk boundaries,
-    ``O(K * n_chunks)``, without reading the mask again.
-    """
-
-    shape: tuple[int, ...]
-    per_channel: np.ndarray
-    _prefix: dict[Hashable, np.ndarray] = field(default_factory=dict, repr=False)
-
-    def _cumsum(self, key: Hashable, table: np.ndarray) -> np.ndarray:
-        if key not in self._prefix:
-            out = np.zeros((table.shape[0] + 1, table.shape[1]), dtype=table.dtype)
-            np.cumsum(table, axis=0, out=out[1:])
-            self._prefix[key] = out
-        return self._prefix[key]
-
-    def stats(self, part: Partition, lp: LayerProfile) -> ChunkStats:
-        """Chunk tables for ``part`` from prefix sums (weighted ones cached per profile)."""
-        z, r = _rates(lp)
-        bounds = np.append(part.chunk_starts, part.channels)
-        d = np.diff(self._cumsum(("d",), self.per_channel)[bounds], axis=0)
-        q = None
-        if z is not None:
-            pre_q = self._cumsum(("q", *z.tolist()), self.per_channel * (1.0 - z)[:, None])
-            q = np.diff(pre_q[bounds], axis=0)
-        if r is None:
-            a = float(d.sum()) * lp.spike_rate
-        else:
-            a = float(self._cumsum(("a", *r.tolist()), self.per_channel * r[:, None])[-1].sum())
-        return ChunkStats(d, q, 1.0 - lp.tick_zero_fraction, a)
-
-
-@dataclass
-class MaskSummary:
-    """A network's masks reduced to per-(filter, channel) counts, in network order."""
-
-    layers: dict[str, LayerCounts]
-
-    @classmethod
-    def from_masks(cls, masks: Mapping[str, Any]) -> MaskSummary:
-        """Read every mask once (validating it is 0/1)."""
-        out: dict[str, LayerCounts] = {}
-        for name, raw in masks.items():
-            arr = np.asarray(raw)
-            shape = check_shape(arr.shape)
-            out[name] = LayerCounts(shape, channel_counts(as_mask(arr, name)).astype(np.int64))
-        return cls(out)
-
-
-def summarize(masks: Mapping[str, Any]) -> MaskSummary:
-    """Reduce masks to counts once, to score many hardware design points quickly."""
-    return MaskSummary.from_masks(masks)
-
-
-@dataclass
-class LayerReport:
-    """Figures of one layer; ``latency``/``work``/``idle`` are in weights (PE-input units)."""
+class LayerWork:
+    """Everything about one layer that depends on the mapping and the PE resources only."""
 
     name: str
-    shape: list[int]
-    params: int
-    nonzeros: int
-    sparsity: float
+    shape: tuple[int, ...]
     groups: int
+    geo: Geometry
+    timesteps: int
     utilization: float
     utilization_effective: float
     work: int
     idle: int
     unmapped_idle: int
     latency: int
-    positions: int
-    timesteps: int
     compute_cycles: float
-    lif_cycles: float
-    memory_cycles: float
-    cycles: float
-    bound: str
-    seconds: float
-    dram_bits: float
-    global_buffer_bits: float
-    scratchpad_reloads: bool
-    energy_pj: dict[str, float]
-
-
-@dataclass
-class Report:
-    """Result of :func:`evaluate`; ``to_dict()`` is what the CLI prints with ``--json``.
-
-    ``utilization`` is Eq. 2 on non-zeros; ``utilization_effective`` is Eq. 2 on the work left
-    after tick-batch skipping (what the compute latency follows); both are layer means weighted
-    by parameter count."""
-
-    accelerator: str
-    dataflow: str
-    pe_array: list[int]
-    n_pe: int
-    layers: list[LayerReport]
-    params: int
-    nonzeros: int
-    sparsity: float
-    utilization: float
-    utilization_unweighted: float
-    utilization_effective: float
-    cycles: float
-    seconds: float
-    energy_pj: dict[str, float]
-    area_mm2: float
-    mapping_order: str = "fixed"
-    utilization_weighting: str = "parameter count (mean of layer utilizations weighted by weights)"
+    spikes: float
+    gate_ops: float
+    n_work: float
+    lif_updates: float
+    weight_bits: float
+    pe: PETraffic
 
     @property
-    def energy_total_pj(self) -> float:
-        return self.energy_pj["total"]
+    def params(self) -> int:
+        return math.prod(self.shape)
 
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["energy_uj"] = self.energy_pj["total"] * 1e-6
-        safe: dict[str, Any] = _json_safe(out)
-        return safe
+    @property
+    def entries_loaded(self) -> float:
+        return self.pe.entries_loaded
 
+    @property
+    def gb_read(self) -> float:
+        return self.pe.gb_read_bits
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float | np.floating) and not np.isfinite(value):
-        return None
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+    @property
+    def gb_write(self) -> float:
+        return self.pe.gb_write_bits
 
 
-def compute_cycles(q_max: np.ndarray, positions: int, batches: int) -> float:
-    """Compute-bound cycles: ``P * B * sum_g max_p q[g,p]``.
-
-    Each group is loaded once and streams all output positions; for every position and tick
-    batch the group finishes when its most loaded PE does (weight-stationary, PEs in lock-step).
-    """
-    return float(positions * batches * q_max.sum())
-
-
-def lif_cycles(filters: int, positions: int, timesteps: int, config: AcceleratorConfig) -> float:
-    """LIF-bound cycles: ``ceil(K * P * T / (n_pe * lif_units))`` neuron updates."""
-    return float(-(-filters * positions * timesteps // (config.n_pe * config.pe.lif_units)))
-
-
-def memory_traffic(
-    d_max: np.ndarray,
-    d_sum: np.ndarray,
-    part: Partition,
-    lp: LayerProfile,
-    config: AcceleratorConfig,
-) -> tuple[float, float, float, float]:
-    """Bits moved: ``(dram, global_buffer_read, global_buffer_write, weight_entries_loaded)``.
-
-    - DRAM: compressed weights, ``W * (b_w + b_idx)`` with ``W = sum d``.
-    - Reloads: group ``g`` re-reads its weights once per tile of ``accumulators`` positions,
-      ``f_g = ceil(P / accumulators)``, when its largest PE share ``max_p d[g,p] * (b_w + b_idx)``
-      exceeds the scratchpad; otherwise ``f_g = 1``. Entries loaded: ``sum_g f_g sum_p d[g,p]``.
-    - Global-buffer reads: the weight entries loaded, ``(b_w + b_idx)`` bits each, plus the input
-      spike maps, streamed once per non-empty group with line-buffer reuse of the kernel window:
-      ``G_nonempty * P * C * T * (1 - z)`` bits (silent neurons are skipped).
-    - Global-buffer writes: weights arriving from DRAM plus output spikes,
-      ``W (b_w + b_idx) + K * P * T``.
-    """
-    entry = config.bits.weight + config.bits.index
-    tiles = -(-lp.positions // config.pe.accumulators)
-    overflow = d_max * entry > config.pe.scratchpad_bytes * 8
-    work = float(d_sum.sum())
-    loaded = work + (tiles - 1) * float(d_sum[overflow].sum())
-    dram = work * entry
-    z = lp.tick_zero_fraction
-    if lp.channel_tick_zero_fraction is not None:
-        z = float(np.mean(lp.channel_tick_zero_fraction))
-    active_groups = float(np.count_nonzero(d_max))
-    inputs = active_groups * lp.positions * part.channels * lp.timesteps * (1.0 - z)
-    gb_write = dram + float(part.filters * lp.positions * lp.timesteps)
-    return dram, loaded * entry + inputs, gb_write, loaded
-
-
-def memory_cycles(dram_bits: float, gb_bits: float, config: AcceleratorConfig) -> float:
-    """Memory-bound cycles: ``max(dram_bits / DRAM bits per cycle, gb_bits / GB bandwidth)``,
-    DRAM bits per cycle = ``bandwidth_GBps * 8e9 / (clock_MHz * 1e6)``."""
-    dram_per_cycle = config.memory.dram_bandwidth_gbps * 8e9 / (config.clock_mhz * 1e6)
-    return max(dram_bits / dram_per_cycle, gb_bits / config.memory.global_buffer_bandwidth)
-
-
-def compute_energy(
-    q_max: np.ndarray,
-    q_sum: np.ndarray,
-    n_mapped: np.ndarray,
-    spike_work: float,
-    lp: LayerProfile,
-    batches: int,
-    config: AcceleratorConfig,
-) -> tuple[float, float, float, float]:
-    """Eq. 3 of the paper over the layer: ``(energy_pj, N_work, N_idle, N_unmapped)``.
-
-    ``E = N_work (E_d (1 - S) + E_leak) + N_idle E_leak``, per PE-cycle, with
-    ``N_work = P B sum q``, ``N_idle = P B sum_g sum_{p mapped} (max q[g] - q[g,p])`` and
-    ``N_unmapped = P B sum_g (n - n_mapped,g) max q[g]`` (clocked PEs without weights idle too).
-    The gated part ``N_work E_d (1 - S)`` is counted per event: ``T_c`` AND gates per work cycle
-    and one accumulate per input spike, ``P T a`` spikes (``a = sum d r_c``). ``E_leak`` of Eq. 3
-    is the always-on PE energy ``pe_always_on``; true leakage is charged separately over the run.
-    """
-    e = config.energy
-    scale = lp.positions * batches
-    n_work = scale * float(q_sum.sum())
-    n_mapped_slots = scale * float((n_mapped * q_max).sum())
-    n_all_slots = scale * float(config.n_pe * q_max.sum())
-    t_c = lp.timesteps / batches
-    dynamic = e.accumulate * lp.positions * lp.timesteps * spike_work + e.and_gate * t_c * n_work
-    energy = dynamic + e.pe_always_on * n_all_slots
-    return energy, n_work, n_mapped_slots - n_work, n_all_slots - n_mapped_slots
-
-
-def memory_energy(
-    n_work: float,
-    weight_entries_loaded: float,
-    gb_read: float,
-    gb_write: float,
-    dram: float,
-    config: AcceleratorConfig,
-) -> tuple[float, float]:
-    """``(on-chip, DRAM)`` energy in pJ.
-
-    On-chip: one scratchpad read per work cycle, one scratchpad write per weight entry loaded,
-    global-buffer reads/writes per ``word_bits`` word. DRAM: ``E_bit * dram_bits``.
-    """
-    e = config.energy
-    word = config.memory.word_bits
-    onchip = (
-        e.scratchpad_read * n_work
-        + e.scratchpad_write * weight_entries_loaded
-        + e.global_buffer_read * gb_read / word
-        + e.global_buffer_write * gb_write / word
-    )
-    return onchip, e.dram_per_bit * dram
-
-
-def sram_kib(config: AcceleratorConfig) -> float:
-    """On-chip SRAM in KiB: global buffer plus every PE's scratchpad."""
-    return (config.memory.global_buffer_bytes + config.n_pe * config.pe.scratchpad_bytes) / 1024
-
-
-def leakage_energy(cycles: float, config: AcceleratorConfig) -> float:
-    """Leakage over the run: ``cycles * (n_pe E_leak,PE + P_sram / f)``, with
-    ``P_sram = sram_leakage_mw_per_kib * KiB`` (mW) and ``f`` the clock; in pJ."""
-    sram_pj_per_cycle = (
-        config.energy.sram_leakage_mw_per_kib * sram_kib(config) * 1e-3 / (config.clock_mhz * 1e6)
-    ) * 1e12
-    return cycles * (config.n_pe * config.energy.leakage_per_pe_cycle + sram_pj_per_cycle)
-
-
-def area_mm2(config: AcceleratorConfig) -> float:
-    """``n_pe (A_pe + acc A_acc + lif A_lif) + KiB_sram A_sram`` in mm^2."""
-    a = config.area
-    pe = (
-        a.pe_base
-        + config.pe.accumulators * a.per_accumulator
-        + config.pe.lif_units * a.per_lif_unit
-    )
-    return config.n_pe * pe + sram_kib(config) * a.sram_per_kib
-
-
-def score_layer(
+def layer_work(
     name: str,
     shape: tuple[int, ...],
     part: Partition,
     stats: ChunkStats,
     lp: LayerProfile,
     config: AcceleratorConfig,
-) -> LayerReport:
-    """All figures of one layer from its chunk tables (see the module docstring)."""
+) -> LayerWork:
+    """Phase 1 for one layer from its chunk tables (equations in :mod:`accelerator.equations`).
+
+    Eq. 3's work terms: ``N_work = P B sum q``, ``N_idle = P B sum_g sum_{p mapped}
+    (max q[g] - q[g,p])``, ``N_unmapped = P B sum_g (n - n_mapped,g) max q[g]``; the gated
+    events are ``T_c`` AND gates per work cycle and one accumulate per input spike, ``P T a``.
+    """
     n_mapped = part.mapped_pes()
     d = part.layout(stats.d)
     d_max = d.max(axis=0)
@@ -365,57 +122,158 @@ def score_layer(
     batches = -(-lp.timesteps // config.pe.and_gates)
     work = int(d_sum.sum())
     mapped_slots = int((n_mapped * d_max).sum())
-
-    c_compute = compute_cycles(q_max, lp.positions, batches)
-    c_lif = lif_cycles(part.filters, lp.positions, lp.timesteps, config)
-    dram, gb_read, gb_write, loaded = memory_traffic(d_max, d_sum, part, lp, config)
-    c_memory = memory_cycles(dram, gb_read + gb_write, config)
-    if c_compute >= c_lif and c_compute >= c_memory:
-        bound, cycles = "compute", c_compute
-    elif c_memory >= c_lif:
-        bound, cycles = "memory", c_memory
-    else:
-        bound, cycles = "lif", c_lif
-
-    e_compute, n_work, _, _ = compute_energy(
-        q_max, q_sum, n_mapped, stats.a_total, lp, batches, config
+    geo = geometry(shape, lp)
+    z = lp.tick_zero_fraction
+    if lp.channel_tick_zero_fraction is not None:
+        z = float(np.mean(lp.channel_tick_zero_fraction))
+    entry = config.bits.weight + config.bits.index
+    pe = pe_traffic(
+        d_max,
+        d_sum,
+        n_mapped,
+        part.filters,
+        part.channels,
+        geo.input_positions,
+        lp.positions,
+        lp.timesteps,
+        z,
+        entry,
+        config.bits.membrane,
+        config.pe.scratchpad_bytes * 8,
+        config.pe.accumulators,
     )
-    e_onchip, e_dram = memory_energy(n_work, loaded, gb_read, gb_write, dram, config)
-    energy = {
-        "compute": e_compute,
-        "lif": config.energy.lif_update * part.filters * lp.positions * lp.timesteps,
-        "onchip_memory": e_onchip,
-        "dram": e_dram,
-        "leakage": leakage_energy(cycles, config),
-    }
-    energy["total"] = sum(energy[k] for k in ENERGY_PARTS)
-    params = part.filters * part.channels * part.inner
-    return LayerReport(
+    n_work = lp.positions * batches * float(q_sum.sum())
+    return LayerWork(
         name=name,
-        shape=list(shape),
-        params=params,
-        nonzeros=work,
-        sparsity=1.0 - work / params,
+        shape=tuple(shape),
         groups=part.n_groups,
+        geo=geo,
+        timesteps=lp.timesteps,
         utilization=utilization,
         utilization_effective=u_eff,
         work=work,
         idle=mapped_slots - work,
         unmapped_idle=int(config.n_pe * d_max.sum()) - mapped_slots,
         latency=int(d_max.sum()),
-        positions=lp.positions,
-        timesteps=lp.timesteps,
-        compute_cycles=c_compute,
-        lif_cycles=c_lif,
-        memory_cycles=c_memory,
-        cycles=cycles,
-        bound=bound,
-        seconds=cycles / (config.clock_mhz * 1e6),
-        dram_bits=dram,
-        global_buffer_bits=gb_read + gb_write,
-        scratchpad_reloads=loaded > work,
-        energy_pj=energy,
+        compute_cycles=compute_cycles(q_max, lp.positions, batches),
+        spikes=float(lp.positions * lp.timesteps * stats.a_total),
+        gate_ops=lp.timesteps / batches * n_work,
+        n_work=n_work,
+        lif_updates=float(part.filters * lp.positions * lp.timesteps),
+        weight_bits=float(work * entry),
+        pe=pe,
     )
+
+
+@dataclass
+class NetworkWork:
+    """Phase 1 for a whole network on one mapping (``config``'s structural fields)."""
+
+    config: AcceleratorConfig
+    layers: list[LayerWork]
+    arrays: dict[str, np.ndarray] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.arrays = {
+            k: np.array([getattr(w, k) for w in self.layers], dtype=np.float64)
+            for k in LAYER_ARRAYS
+        }
+
+    def tilings(self, gb_bytes: float) -> list[Tiling]:
+        """The GB tiling of every layer for a buffer of ``gb_bytes`` (cached)."""
+        b = self.config.bits
+        return [
+            choose_tiling(w.geo, w.timesteps, w.weight_bits, b.membrane, float(gb_bytes) * 8)
+            for w in self.layers
+        ]
+
+    def dram(self, gb_bytes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """DRAM read and write bits, shape ``(len(gb_bytes), layers)``."""
+        key = tuple((w.geo, w.timesteps, w.weight_bits) for w in self.layers)
+        sizes = tuple(float(g) for g in np.asarray(gb_bytes).reshape(-1))
+        return _dram_table(key, self.config.bits.membrane, sizes)
+
+    def scratchpad(self) -> tuple[float, float]:
+        """Leakage (mW) and area (mm^2) of one PE scratchpad, from the SRAM table."""
+        _, _, leak, area = _gb_figures(
+            self.config.memory.sram_table, (float(self.config.pe.scratchpad_bytes),)
+        )
+        return float(leak[0]), float(area[0])
+
+    def utilizations(self) -> dict[str, float]:
+        """Network utilizations: weighted, plain and the authors' means (see :class:`Report`)."""
+        weight = np.array([w.params for w in self.layers], dtype=np.float64)
+        conv = np.array([len(w.shape) == 4 for w in self.layers])
+        authors = np.zeros(len(self.layers), dtype=bool)
+        conv_idx = np.flatnonzero(conv)
+        authors[conv_idx[1:]] = True
+
+        def mean(values: np.ndarray, weights: np.ndarray, use: np.ndarray) -> float:
+            ok = use & ~np.isnan(values)
+            if not ok.any():
+                return float("nan")
+            return float((values[ok] * weights[ok]).sum() / weights[ok].sum())
+
+        u = np.array([w.utilization for w in self.layers], dtype=np.float64)
+        u_eff = np.array([w.utilization_effective for w in self.layers], dtype=np.float64)
+        ones = np.ones_like(weight)
+        every = np.ones(len(self.layers), dtype=bool)
+        return {
+            "utilization": mean(u, weight, every),
+            "utilization_unweighted": mean(u, ones, every),
+            "utilization_authors": mean(u, ones, authors),
+            "utilization_effective": mean(u_eff, weight, every),
+        }
+
+
+@lru_cache(maxsize=1024)
+def _dram_table(
+    layers: tuple[tuple[Geometry, int, float], ...], membrane_bits: int, sizes: tuple[float, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """DRAM read and write bits of every layer for every buffer size (cached: a grid's mappings
+    share them, the weight bits do not depend on the mapping)."""
+    tiles = [[choose_tiling(g, t, w, membrane_bits, s * 8) for g, t, w in layers] for s in sizes]
+    read = np.array([[t.dram_read_bits for t in row] for row in tiles], dtype=np.float64)
+    write = np.array([[t.dram_output_bits for t in row] for row in tiles], dtype=np.float64)
+    read.flags.writeable = False
+    write.flags.writeable = False
+    return read.reshape(len(sizes), len(layers)), write.reshape(len(sizes), len(layers))
+
+
+@lru_cache(maxsize=1024)
+def _gb_figures(
+    table: tuple[SramRow, ...], sizes: tuple[float, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`accelerator.equations.sram_figures` of SRAMs of ``sizes`` bytes (cached)."""
+    return sram_figures(table, np.array(sizes) / 1024)
+
+
+def params_of(config: AcceleratorConfig) -> dict[str, float]:
+    """The broadcast fields (:data:`accelerator.equations.BROADCAST_FIELDS`) of ``config``."""
+    out: dict[str, float] = {}
+    for dotted in BROADCAST_FIELDS:
+        node: Any = config
+        for part in dotted.split("."):
+            node = getattr(node, part)
+        out[dotted] = float(node)
+    return out
+
+
+def score(
+    nw: NetworkWork, p: Mapping[str, np.ndarray], gb_index: np.ndarray, gb_bytes: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Phase 2 for configurations sharing ``nw``'s mapping: per-layer figures ``(rows, layers)``
+    and ``area_mm2`` ``(rows, 1)``. ``gb_bytes`` are the distinct buffer sizes, ``gb_index`` the
+    row's entry in it; ``p`` holds ``(rows, 1)`` columns of the broadcast fields."""
+    cfg = nw.config
+    read, write = nw.dram(gb_bytes)
+    gb = _gb_figures(cfg.memory.sram_table, tuple(float(g) for g in np.asarray(gb_bytes)))
+    gb_rows = tuple(g[gb_index][:, None] for g in gb)
+    sp = nw.scratchpad()
+    out = figures(nw.arrays, read[gb_index], write[gb_index], p, cfg.n_pe, sp, gb_rows)
+    out["area_mm2"] = area_mm2(p, cfg.n_pe, cfg.pe.accumulators, sp[1], gb_rows[3])
+    out["dram_read_bits"] = read[gb_index]
+    return out
 
 
 def _layer_profile(profile: Profile | None, name: str, channels: int) -> LayerProfile:
@@ -473,27 +331,13 @@ def plan_orders(
     return out
 
 
-def evaluate(
+def network_work(
     config: AcceleratorConfig,
     masks: Mapping[str, Any] | MaskSummary,
     profile: Profile | Mapping[str, Any] | None = None,
     orders: Mapping[str, LayerOrder] | None = None,
-) -> Report:
-    """Score a pruned network on ``config``: per-layer and total latency, energy and area.
-
-    ``masks`` maps layer names (network order) to 0/1 arrays, conv ``(K, C, kh, kw)`` or linear
-    ``(out, in)``, or is a :class:`MaskSummary` from :func:`summarize` (fast re-scoring).
-    ``profile`` gives per-layer output positions, timesteps and input activity; without it
-    every layer has one position, one timestep and no skipping. Layers run one after another:
-    network cycles and energy are sums over layers.
-
-    ``orders`` places filters and channels (:mod:`accelerator.order`) for the layers it names;
-    with ``config.mapping_order == "workload"`` the other layers get :func:`plan_orders`'s
-    order, with ``"fixed"`` the identity.
-
-    Network utilization is the mean of layer utilizations (Eq. 2) weighted by each layer's
-    parameter count; the unweighted mean (what the authors' code prints) is reported beside it.
-    """
+) -> NetworkWork:
+    """Phase 1 of :func:`evaluate` (argument checks included)."""
     prof = None if profile is None else parse_profile(profile)  # type: ignore[arg-type]
     names = list(masks.layers) if isinstance(masks, MaskSummary) else list(masks)
     if prof is not None:
@@ -505,7 +349,7 @@ def evaluate(
         if extra:
             raise ValueError(f"orders name layers the masks do not have: {extra}")
     ordering = config.mapping_order == "workload" or bool(orders)
-    reports: list[LayerReport] = []
+    layers: list[LayerWork] = []
     if isinstance(masks, MaskSummary) or ordering:
         summary = masks if isinstance(masks, MaskSummary) else summarize(masks)
         for name, counts in summary.layers.items():
@@ -516,9 +360,7 @@ def evaluate(
                 order = workload_order(counts.per_channel, part, channel_cost(lp))
             if order is not None:
                 counts, lp = _reordered(counts, part, lp, order, name)
-            reports.append(
-                score_layer(name, counts.shape, part, counts.stats(part, lp), lp, config)
-            )
+            layers.append(layer_work(name, counts.shape, part, counts.stats(part, lp), lp, config))
     else:
         for name, raw in masks.items():
             arr = np.asarray(raw)
@@ -526,41 +368,126 @@ def evaluate(
             m = as_mask(arr, name)
             lp = _layer_profile(prof, name, part.channels)
             stats = stats_from_mask(m, part, lp)
-            reports.append(score_layer(name, arr.shape, part, stats, lp, config))
-    return _network(config, reports)
+            layers.append(layer_work(name, arr.shape, part, stats, lp, config))
+    return NetworkWork(config, layers)
 
 
-def _network(config: AcceleratorConfig, layers: list[LayerReport]) -> Report:
-    params = sum(r.params for r in layers)
-    nonzeros = sum(r.nonzeros for r in layers)
-    weight = np.array([r.params for r in layers], dtype=np.float64)
+def evaluate(
+    config: AcceleratorConfig,
+    masks: Mapping[str, Any] | MaskSummary,
+    profile: Profile | Mapping[str, Any] | None = None,
+    orders: Mapping[str, LayerOrder] | None = None,
+) -> Report:
+    """Score a pruned network on ``config``: per-layer and total latency, energy and area.
 
-    def means(values: list[float]) -> tuple[float, float]:
-        """(parameter-weighted, plain) mean over the layers that have a value (not NaN)."""
-        v = np.array(values, dtype=np.float64)
-        ok = ~np.isnan(v)
-        if not ok.any():
-            return float("nan"), float("nan")
-        return float((v[ok] * weight[ok]).sum() / weight[ok].sum()), float(v[ok].mean())
+    ``masks`` maps layer names (network order) to 0/1 arrays, conv ``(K, C, kh, kw)`` or linear
+    ``(out, in)``, or is a :class:`MaskSummary` from :func:`summarize` (fast re-scoring).
+    ``profile`` gives per-layer output positions, timesteps, input activity and geometry;
+    without it every layer has one position, one timestep and no skipping. Layers run one after
+    another: network cycles and energy are sums over layers.
 
-    weighted, plain = means([r.utilization for r in layers])
-    energy = {k: float(sum(r.energy_pj[k] for r in layers)) for k in (*ENERGY_PARTS, "total")}
-    cycles = float(sum(r.cycles for r in layers))
+    ``orders`` places filters and channels (:mod:`accelerator.order`) for the layers it names;
+    with ``config.mapping_order == "workload"`` the other layers get :func:`plan_orders`'s
+    order, with ``"fixed"`` the identity.
+
+    Network utilization is the mean of layer utilizations (Eq. 2) weighted by each layer's
+    parameter count; the unweighted mean and the authors' mean (conv layers but the first) are
+    reported beside it.
+    """
+    nw = network_work(config, masks, profile, orders)
+    p = {k: np.array([[v]]) for k, v in params_of(config).items()}
+    gb_bytes = np.array([float(config.memory.global_buffer_bytes)])
+    fig = score(nw, p, np.zeros(1, dtype=np.int64), gb_bytes)
+    tilings = nw.tilings(float(config.memory.global_buffer_bytes))
+    f_hz = config.clock_mhz * 1e6
+    cols = {k: v[0].tolist() for k, v in fig.items() if v.shape[-1] == len(nw.layers)}
+    reports = [
+        _layer_report(i, w, t, cols, f_hz)
+        for i, (w, t) in enumerate(zip(nw.layers, tilings, strict=True))
+    ]
+    params = sum(r.params for r in reports)
+    nonzeros = sum(r.nonzeros for r in reports)
+    energy = {k: float(fig[f"energy.{k}"][0].sum()) for k in ENERGY_PARTS}
+    energy["total"] = sum(energy[k] for k in ENERGY_PARTS)
+    cycles = float(fig["cycles"][0].sum())
+    u = nw.utilizations()
     return Report(
         accelerator=config.name,
         dataflow=config.dataflow.value,
         pe_array=[config.pe_array.rows, config.pe_array.cols],
         n_pe=config.n_pe,
-        layers=layers,
+        layers=reports,
         params=params,
         nonzeros=nonzeros,
         sparsity=1.0 - nonzeros / params if params else 0.0,
-        utilization=weighted,
-        utilization_unweighted=plain,
-        utilization_effective=means([r.utilization_effective for r in layers])[0],
+        utilization=u["utilization"],
+        utilization_unweighted=u["utilization_unweighted"],
+        utilization_authors=u["utilization_authors"],
+        utilization_effective=u["utilization_effective"],
         cycles=cycles,
-        seconds=cycles / (config.clock_mhz * 1e6),
+        dram_bits=float(fig["dram_bits"][0].sum()),
+        seconds=cycles / f_hz,
         energy_pj=energy,
-        area_mm2=area_mm2(config),
+        area_mm2=float(fig["area_mm2"][0, 0]),
         mapping_order=config.mapping_order,
+    )
+
+
+def _layer_report(
+    i: int, w: LayerWork, t: Tiling, fig: dict[str, list[float]], f_hz: float
+) -> LayerReport:
+    def at(key: str) -> float:
+        return fig[key][i]
+
+    energy = {k: at(f"energy.{k}") for k in ENERGY_PARTS}
+    energy["total"] = sum(energy[k] for k in ENERGY_PARTS)
+    compute, lif, memory = w.compute_cycles, at("lif_cycles"), at("memory_cycles")
+    if compute >= lif and compute >= memory:
+        bound = "compute"
+    elif memory >= lif:
+        bound = "memory"
+    else:
+        bound = "lif"
+    cycles = at("cycles")
+    return LayerReport(
+        name=w.name,
+        shape=list(w.shape),
+        params=w.params,
+        nonzeros=w.work,
+        sparsity=1.0 - w.work / w.params,
+        groups=w.groups,
+        utilization=w.utilization,
+        utilization_effective=w.utilization_effective,
+        work=w.work,
+        idle=w.idle,
+        unmapped_idle=w.unmapped_idle,
+        latency=w.latency,
+        positions=w.geo.h_out * w.geo.w_out,
+        timesteps=w.timesteps,
+        compute_cycles=compute,
+        lif_cycles=lif,
+        global_buffer_cycles=at("global_buffer_cycles"),
+        dram_cycles=at("dram_cycles"),
+        memory_cycles=memory,
+        cycles=cycles,
+        bound=bound,
+        seconds=cycles / f_hz,
+        dram_bits=at("dram_bits"),
+        dram_bits_by_operand={
+            "weights": t.dram_weight_bits,
+            "inputs": t.dram_input_bits,
+            "outputs": t.dram_output_bits,
+        },
+        global_buffer_bits=at("global_buffer_bits"),
+        scratchpad_reloads=w.pe.reloads,
+        psum_spill_bits=w.pe.psum_bits,
+        tiling={
+            "order": t.order,
+            "filter_blocks": t.filter_blocks,
+            "row_blocks": t.row_blocks,
+            "time_blocks": t.time_blocks,
+            "fits": t.fits,
+            "footprint_bits": t.footprint_bits,
+        },
+        energy_pj=energy,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from accelerator.files import ConfigError, read_yaml, validation_error
 
@@ -39,6 +39,36 @@ class LayerProfile(BaseModel):
     channel_tick_zero_fraction: list[float] | None = Field(
         None, description="Tick-zero fraction per input channel (length C_in), optional."
     )
+    output_size: tuple[int, int] | None = Field(
+        None,
+        description="Output map [H_out, W_out] (conv); H_out*W_out must equal positions. "
+        "Default: the most square factorisation of positions.",
+    )
+    input_size: tuple[int, int] | None = Field(
+        None,
+        description="Input map [H_in, W_in] (conv). Default: output size x stride ('same' "
+        "padding).",
+    )
+    stride: int = Field(1, ge=1, le=64, description="Convolution stride (1 for linear layers).")
+    padding: int | None = Field(
+        None, ge=0, le=64, description="Zero padding per side; default (kernel - 1) // 2 ('same')."
+    )
+
+    @model_validator(mode="after")
+    def _geometry(self) -> LayerProfile:
+        if self.output_size is not None and self.output_size[0] * self.output_size[1] != (
+            self.positions
+        ):
+            raise ValueError(
+                f"output_size {list(self.output_size)} has "
+                f"{self.output_size[0] * self.output_size[1]} positions; positions is "
+                f"{self.positions}"
+            )
+        if (self.output_size and min(self.output_size) < 1) or (
+            self.input_size and min(self.input_size) < 1
+        ):
+            raise ValueError("output_size and input_size must be positive")
+        return self
 
 
 class Profile(BaseModel):
@@ -50,7 +80,8 @@ class Profile(BaseModel):
 
 
 NO_PROFILE = LayerProfile()
-"""Used when no profile is given: one output position, one timestep, every input active."""
+"""Used when no profile is given: one output position, one timestep, every input active;
+geometry defaults: stride 1, 'same' padding, input positions = output positions."""
 
 
 def parse_profile(data: dict[str, Any] | Profile, source: str | Path = "<profile>") -> Profile:

@@ -60,9 +60,9 @@ def tickets() -> tuple[list[Any], list[dict[str, Any]], list[float]]:
     assert rounds is not None
     rounds = rounds[1:]
     return (
-        [summarize(r["masks"]) for r in rounds],
-        [r["profile"] for r in rounds],
-        [float(r["accuracy"]) for r in rounds],
+        [summarize(r.masks) for r in rounds],
+        [r.profile for r in rounds],
+        [r.accuracy for r in rounds],
     )
 
 

@@ -19,14 +19,10 @@ file is detected, deleted and rebuilt, never loaded. Payloads are loaded with
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -35,10 +31,11 @@ import numpy as np
 import torch
 
 from dse.design import DesignPoint
-from snn.ticket import DenseRun
+from dse.files import atomic_write, file_lock
+from snn.ticket import DenseRun, RoundInfo
 
 MAGIC = b"DSECACHE1\n"
-FORMAT = 1
+FORMAT = 2  # 2: rounds stored as snn.ticket.RoundInfo
 EXECUTION_ONLY = ("num_threads", "device")
 """Training settings that change where a ticket is computed, not what it is."""
 
@@ -100,18 +97,10 @@ class TicketCache:
         self.root.mkdir(parents=True, exist_ok=True)
         self.corrupt_detected = 0
 
-    @contextmanager
-    def lock(self, key: str) -> Iterator[None]:
+    def lock(self, key: str) -> AbstractContextManager[None]:
         """Hold an exclusive lock on ``key`` while computing it, so that a concurrent worker
         that needs the same entry waits and then reads it instead of training it twice."""
-        path = self.root / key[:2] / f".{key}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a+b") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        return file_lock(self.root / key[:2] / f".{key}.lock")
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.pt"
@@ -122,16 +111,7 @@ class TicketCache:
         data = buf.getvalue()
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:8]}", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(MAGIC + hashlib.sha256(data).digest() + data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, MAGIC + hashlib.sha256(data).digest() + data)
 
     def _read(self, key: str) -> dict[str, Any] | None:
         path = self._path(key)
@@ -157,14 +137,14 @@ class TicketCache:
     def put_dense(self, key: str, dense: DenseRun) -> None:
         self._write(key, asdict(dense))
 
-    def get_rounds(self, key: str, rounds: int) -> list[dict[str, Any]] | None:
+    def get_rounds(self, key: str, rounds: int) -> list[RoundInfo] | None:
         """The first ``rounds + 1`` cached rounds (dense round first), or ``None``."""
         payload = self._read(key)
         if payload is None or len(payload["rounds"]) < rounds + 1:
             return None
         return [_unpack_round(r) for r in payload["rounds"][: rounds + 1]]
 
-    def put_rounds(self, key: str, rounds: list[dict[str, Any]]) -> None:
+    def put_rounds(self, key: str, rounds: list[RoundInfo]) -> None:
         """Store rounds unless a longer entry is already there."""
         existing = self._read(key)
         if existing is not None and len(existing["rounds"]) >= len(rounds):
@@ -172,18 +152,39 @@ class TicketCache:
         self._write(key, {"rounds": [_pack_round(r) for r in rounds]})
 
 
-def _pack_round(r: dict[str, Any]) -> dict[str, Any]:
-    masks = {
+def _pack_masks(masks: dict[str, np.ndarray]) -> dict[str, Any]:
+    return {
         name: {"bits": torch.from_numpy(np.packbits(m.reshape(-1))), "shape": list(m.shape)}
-        for name, m in r["masks"].items()
+        for name, m in masks.items()
     }
-    return {**r, "masks": masks, "profile": json.dumps(r["profile"])}
 
 
-def _unpack_round(r: dict[str, Any]) -> dict[str, Any]:
-    masks = {}
-    for name, packed in r["masks"].items():
-        shape = tuple(int(s) for s in packed["shape"])
+def _unpack_masks(packed: dict[str, Any]) -> dict[str, np.ndarray]:
+    out = {}
+    for name, p in packed.items():
+        shape = tuple(int(s) for s in p["shape"])
         n = int(np.prod(shape))
-        masks[name] = np.unpackbits(packed["bits"].numpy(), count=n).astype(bool).reshape(shape)
-    return {**r, "masks": masks, "profile": json.loads(r["profile"])}
+        out[name] = np.unpackbits(p["bits"].numpy(), count=n).astype(bool).reshape(shape)
+    return out
+
+
+def _pack_round(r: RoundInfo) -> dict[str, Any]:
+    """A :class:`RoundInfo` as tensors and plain containers (masks as bits, JSON strings)."""
+    d = asdict(r)
+    d["masks"] = _pack_masks(r.masks)
+    d["pre_balance_masks"] = _pack_masks(r.pre_balance_masks)
+    d["profile"] = json.dumps(r.profile)
+    d["orders"] = json.dumps(r.orders)
+    return d
+
+
+def _unpack_round(d: dict[str, Any]) -> RoundInfo:
+    return RoundInfo(
+        **{
+            **d,
+            "masks": _unpack_masks(d["masks"]),
+            "pre_balance_masks": _unpack_masks(d["pre_balance_masks"]),
+            "profile": json.loads(d["profile"]),
+            "orders": json.loads(d["orders"]),
+        }
+    )

@@ -6,6 +6,8 @@ serializable to a plain dict that is stored with every trial so the trial can be
 
 from __future__ import annotations
 
+import copy
+import difflib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,33 @@ if TYPE_CHECKING:
     from dse.space import DataSpec, LoadedSpace
 
 SECTIONS = ("accelerator", "data", "model", "train", "pruning", "seed")
+
+
+def base_sections(loaded: LoadedSpace) -> dict[str, Any]:
+    """The space's base settings as plain sections (what parameters are applied to)."""
+    space = loaded.space
+    return {
+        "accelerator": loaded.base_accelerator().model_dump(mode="json"),
+        "data": space.data.model_dump(mode="json"),
+        "model": space.model.model_dump(mode="json"),
+        "train": space.train.model_dump(mode="json"),
+        "pruning": space.pruning.model_dump(mode="json"),
+        "seed": space.seed,
+    }
+
+
+def _closest(head: str, section: dict[str, Any], dotted: str) -> str:
+    """A "did you mean" hint for a dotted path that misses a field of ``section``."""
+    node: Any = section
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, dict):
+            return ""
+        if part not in node:
+            close = difflib.get_close_matches(part, list(node), n=1)
+            return f"; did you mean '{'.'.join([head, *parts[:i], close[0]])}'?" if close else ""
+        node = node[part]
+    return ""
 
 
 @dataclass(frozen=True)
@@ -39,15 +68,13 @@ class DesignPoint:
         """Apply ``{"accelerator.pe_array.rows": 8, "pruning.balance": "uticket", ...}`` to the
         space's base settings; raises :class:`ConfigError` naming the bad key."""
 
-        space = loaded.space
-        sections: dict[str, Any] = {
-            "accelerator": loaded.base_accelerator().model_dump(mode="json"),
-            "data": space.data.model_dump(mode="json"),
-            "model": space.model.model_dump(mode="json"),
-            "train": space.train.model_dump(mode="json"),
-            "pruning": space.pruning.model_dump(mode="json"),
-            "seed": space.seed,
-        }
+        return cls.apply(base_sections(loaded), assignments)
+
+    @classmethod
+    def apply(cls, base: dict[str, Any], assignments: dict[str, Any]) -> DesignPoint:
+        """:meth:`build` from precomputed :func:`base_sections` (enumerating a grid builds
+        thousands of points: the base accelerator YAML is then read once)."""
+        sections = copy.deepcopy(base)
         for key, value in assignments.items():
             head, _, rest = key.partition(".")
             if head not in SECTIONS or (head == "seed") != (rest == ""):
@@ -60,7 +87,9 @@ class DesignPoint:
             try:
                 set_existing(sections[head], rest, value)
             except KeyError:
-                message = "addresses no field of the design point"
+                message = "addresses no field of the design point" + _closest(
+                    head, sections[head], rest
+                )
                 raise ConfigError("<params>", key, message) from None
         return cls.from_dict(sections)
 

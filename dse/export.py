@@ -13,14 +13,11 @@ line naming the file and the reason.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,21 +26,10 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-UNITS: dict[str, str] = {
-    "accuracy": "",
-    "val_accuracy": "",
-    "latency": "s",
-    "energy": "uJ",
-    "area": "mm^2",
-    "utilization": "",
-    "sparsity": "",
-    "edp": "uJ*s",
-}
-"""Unit of every metric (plain ASCII, as printed in tables; plots use nicer symbols)."""
-
-_PLOT_UNITS = {"energy": "µJ", "area": "mm²", "edp": "µJ·s"}
-LOG_METRICS = frozenset({"latency", "energy", "edp"})
-"""Metrics drawn on a log axis when their values span more than one decade."""
+from dse.files import ResultsError as ResultsError  # re-exported: raised by write_results
+from dse.files import atomic_write, jsonable
+from dse.metrics import BY_NAME
+from dse.metrics import unit as metric_unit
 
 KEY_ATTRS = (
     "dataflow",
@@ -64,10 +50,6 @@ _BALANCE_MARKERS = {"uticket": "o", "none": "x"}
 _BALANCE_COLORS = {"uticket": "tab:red", "none": "tab:blue"}
 _OTHER_COLOR = "tab:gray"
 _OTHER_MARKER = "s"
-
-
-class ResultsError(OSError):
-    """A results file could not be written (the message names the file and the reason)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -97,23 +79,10 @@ def objectives(study: optuna.Study) -> list[tuple[str, StudyDirection]]:
     return list(zip(unique, directions, strict=True))
 
 
-def _constraint_values(trial: FrozenTrial) -> list[float]:
-    values: list[float] = []
-    for raw in (trial.user_attrs.get("constraint"), trial.system_attrs.get("constraints")):
-        if raw is None:
-            continue
-        items = raw if isinstance(raw, list | tuple) else [raw]
-        for v in items:
-            try:
-                values.append(float(v))
-            except (TypeError, ValueError):
-                values.append(math.nan)  # unreadable: treat as infeasible
-    return values
-
-
 def is_feasible(trial: FrozenTrial) -> bool:
-    """True when every constraint value of the trial is <= 0 (NaN counts as violated)."""
-    return all(v <= 0 for v in _constraint_values(trial))
+    """True when every Optuna constraint of the trial (``trial.constraints``, set through
+    ``set_constraint`` or the ``constraints`` system attribute) is <= 0."""
+    return all(v <= 0 for v in trial.constraints.values())
 
 
 def _complete(study: optuna.Study) -> list[FrozenTrial]:
@@ -122,30 +91,10 @@ def _complete(study: optuna.Study) -> list[FrozenTrial]:
 
 
 def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The feasible Pareto front, in trial-number order.
-
-    Non-dominated trials among the *feasible* complete trials, so a feasible design is never
-    hidden by an infeasible one that dominates it. With no infeasible trial this is exactly
-    ``study.best_trials``; trials with equal values are all kept (as Optuna does).
-    """
-    directions = list(study.directions)
-    feasible = [t for t in _complete(study) if is_feasible(t)]
-    sign = [-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions]
-
-    def loss(t: FrozenTrial) -> tuple[float, ...]:
-        assert t.values is not None
-        return tuple(s * v for s, v in zip(sign, t.values, strict=True))
-
-    # In lexicographic order of the losses, a trial can only be dominated by an earlier one.
-    ordered = sorted(((loss(t), t) for t in feasible), key=lambda p: (p[0], p[1].number))
-    front: list[tuple[tuple[float, ...], FrozenTrial]] = []
-    for lo, t in ordered:
-        dominated = any(
-            all(a <= b for a, b in zip(f, lo, strict=True)) and f != lo for f, _ in front
-        )
-        if not dominated:
-            front.append((lo, t))
-    return sorted((t for _, t in front), key=lambda t: t.number)
+    """The feasible Pareto front, in trial-number order: Optuna's ``study.best_trials``
+    (non-dominated among the feasible complete trials, so an infeasible design never hides
+    a feasible one; equal trials are all kept)."""
+    return sorted(study.best_trials, key=lambda t: t.number)
 
 
 def _sorted_by_first(
@@ -182,21 +131,8 @@ def _cell(v: Any) -> Any:
     if v is None:
         return ""
     if isinstance(v, dict | list | tuple):
-        return json.dumps(_jsonable(v), sort_keys=True)
+        return json.dumps(jsonable(v), sort_keys=True)
     return v
-
-
-def _jsonable(v: Any) -> Any:
-    """JSON-safe copy: non-finite floats become None, tuples lists, unknown objects strings."""
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_jsonable(x) for x in v]
-    if v is None or isinstance(v, str | int | bool):
-        return v
-    return str(v)
 
 
 def _columns(
@@ -288,7 +224,7 @@ def _pareto_json(
         "counts": _counts(study),
         "trials": [_front_record(t, objs) for t in front],
     }
-    return (json.dumps(_jsonable(doc), indent=2, allow_nan=False) + "\n").encode()
+    return (json.dumps(jsonable(doc), indent=2, allow_nan=False) + "\n").encode()
 
 
 def _fmt(v: Any) -> str:
@@ -304,7 +240,7 @@ def _fmt(v: Any) -> str:
 
 
 def _label(metric: str, plot: bool = False) -> str:
-    unit = (_PLOT_UNITS.get(metric) if plot else None) or UNITS.get(metric, "")
+    unit = metric_unit(metric, plot)
     return f"{metric} [{unit}]" if unit else metric
 
 
@@ -318,8 +254,11 @@ def summary_table(study: optuna.Study) -> str:
     hits = sum(1 for t in complete if t.user_attrs.get("cache_ticket") == "hit")
     rate = f"{100.0 * hits / len(complete):.0f}% ({hits}/{len(complete)})" if complete else "-"
     infeasible = sum(1 for t in complete if not is_feasible(t))
+    derived = sum(1 for t in complete if t.user_attrs.get("source") == "derived")
     line = (
-        f"trials: {counts['complete']} complete, {counts['fail']} failed, "
+        f"trials: {counts['complete']} complete"
+        + (f" ({derived} derived from trained tickets)" if derived else "")
+        + f", {counts['fail']} failed, "
         f"{counts['pruned']} pruned, {counts['running'] + counts['waiting']} running"
         + (f" ({infeasible} infeasible)" if infeasible else "")
         + f"; front: {len(front)}; cache hit rate: {rate}"
@@ -329,29 +268,39 @@ def summary_table(study: optuna.Study) -> str:
     if not front:
         return f"no feasible complete trials\n{line}\n"
 
-    extra = [m for m in ("sparsity", "utilization") if m not in {name for name, _ in objs}]
+    # test accuracy is shown beside the objectives, never selected on
+    shown = ("accuracy", "area", "sparsity", "utilization")
+    extra = [m for m in shown if m not in {name for name, _ in objs}]
     header = [
         "trial",
+        "source",
         "dataflow",
         "PE array",
         "balance",
+        "rate",
         "rounds",
         *(_label(name) for name, _ in objs),
-        *extra,
+        *(_label(name) for name in extra),
     ]
-    numeric = [True, False, True, False, True, *([True] * (len(objs) + len(extra)))]
+    numeric = [True, False, False, True, False, True, True]
+    numeric += [True] * (len(objs) + len(extra))
     rows: list[list[str]] = []
     for t in front:
         a = t.user_attrs
         m = _metrics(t)
         rows_cols = a.get("pe_rows"), a.get("pe_cols")
         array = f"{rows_cols[0]}x{rows_cols[1]}" if None not in rows_cols else _fmt(a.get("n_pe"))
+        point = a.get("design_point")
+        pruning = point.get("pruning") if isinstance(point, dict) else None
+        prune_rate = pruning.get("rate") if isinstance(pruning, dict) else None
         rows.append(
             [
                 str(t.number),
+                _fmt(a.get("source")),
                 _fmt(a.get("dataflow")),
                 array,
                 _fmt(a.get("balance")),
+                _fmt(prune_rate),
                 _fmt(a.get("rounds")),
                 *(_fmt(v) for v in (t.values or [])),
                 *(_fmt(m.get(k)) for k in extra),
@@ -382,8 +331,24 @@ def _finite_pos(values: Sequence[float]) -> list[float]:
 
 def _maybe_log(ax: Any, axis: str, metric: str, values: Sequence[float]) -> None:
     vals = _finite_pos(values)
-    if metric in LOG_METRICS and vals and min(vals) > 0 and max(vals) / min(vals) > 10:
+    if (
+        metric in BY_NAME
+        and BY_NAME[metric].log
+        and vals
+        and min(vals) > 0
+        and max(vals) / min(vals) > 10
+    ):
+        from matplotlib import ticker
+
         (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+        # Labels at 1 (2, 5) x 10^k written compactly ("0.2", "5e-06"), none on minor ticks:
+        # matplotlib's default labels minor ticks of short log ranges, and they overlap.
+        target = ax.xaxis if axis == "x" else ax.yaxis
+        decades = math.log10(max(vals) / min(vals))
+        subs = (1.0, 2.0, 5.0) if decades <= 2 else (1.0,)
+        target.set_major_locator(ticker.LogLocator(base=10, subs=subs, numticks=7))
+        target.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        target.set_minor_formatter(ticker.NullFormatter())
 
 
 def _png(fig: Any) -> bytes:
@@ -457,6 +422,19 @@ def _pair_plot(
     n_front = sum(1 for *_, t in points if t.number in front_numbers)
     ax.set_title(f"{ny} vs {nx}: {len(points)} trials, {n_front} on the feasible front")
     ax.grid(True, alpha=0.3)
+    if len(objs) > 2:
+        others = ", ".join(name for k, (name, _) in enumerate(objs) if k not in (ix, iy))
+        fig.subplots_adjust(bottom=0.15)
+        fig.text(
+            0.5,
+            0.01,
+            f"a {len(objs)}-objective front: front points that look dominated in this 2-D "
+            f"view are better in {others}",
+            ha="center",
+            va="bottom",
+            fontsize="small",
+            color="0.35",
+        )
 
     dataflows = sorted({k[0] for k in groups})
     balances = sorted({k[1] for k in groups})
@@ -513,29 +491,6 @@ def _utilization_plot(complete: Sequence[FrozenTrial], front_numbers: set[int]) 
 # writing
 
 
-def _atomic_write(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a flushed temporary file and ``os.replace``."""
-    tmp: str | None = None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as e:
-        err = ResultsError(f"cannot write {path}: {e.strerror or e}")
-        err.errno = e.errno
-        raise err from e
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-    return path
-
-
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
@@ -565,7 +520,7 @@ def write_results(study: optuna.Study, out_dir: Path | str) -> dict[str, Path]:
     written: dict[str, Path] = {}
 
     def put(name: str, data: bytes) -> None:
-        written[name] = _atomic_write(out / name, data)
+        written[name] = atomic_write(out / name, data)
 
     put("trials.csv", _csv(trials, objs))
     put("pareto.csv", _csv(front, objs))

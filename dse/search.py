@@ -7,6 +7,12 @@ workers run. Failed trials do not count; a trial whose worker died (Ray reports 
 or its heartbeat goes stale) is marked FAIL and re-queued with the same parameters. Re-running
 the same command resumes: complete trials are kept and counted, trials left RUNNING by a killed
 driver are failed and re-queued.
+
+Faults never end the search by surprise (README, "Faults and limits"): storage errors are retried
+(:mod:`dse.resilience`), a worker's task error is recorded against its trial and the worker
+replaced, a worker whose heartbeat goes stale is replaced, an outage longer than the limit stops
+the search with exit status 1 and a resumable study. The private local Ray is sized to the
+machine, bound to loopback, authenticated and reaped with its driver (:mod:`dse.local_ray`).
 """
 
 from __future__ import annotations
@@ -15,8 +21,8 @@ import argparse
 import fcntl
 import hashlib
 import json
+import logging
 import os
-import shutil
 import socket
 import sys
 import tempfile
@@ -32,12 +38,23 @@ import optuna
 from optuna.trial import TrialState
 
 from accelerator import ConfigError
+from dse import local_ray, space_guard
+from dse.exhaustive import drive_exhaustive, exhaustive_plan
 from dse.export import ResultsError, pareto_trials, summary_table, write_results
+from dse.resilience import (
+    StorageOutage,
+    heartbeat_seconds,
+    stale_seconds,
+)
 from dse.space import DEFAULT_SPACE, LoadedSpace, load_space
-from dse.storage import StorageError, count_states, dashboard_target, open_storage, storage_spec
-from dse.worker import HEARTBEAT_SECONDS, Worker, make_sampler
+from dse.storage import StorageError, dashboard_target, open_storage, storage_spec
+from dse.tickets import budget_states, ticket_summary, write_points_csv
+from dse.worker import HEARTBEAT_SECONDS, make_sampler, remote_worker
 
 STALE_SECONDS = 20 * HEARTBEAT_SECONDS
+"""Default stale limit (100 s); ``DSE_STALE_SECONDS`` changes it (:func:`stale_seconds`)."""
+
+log = logging.getLogger("dse.search")
 
 
 class SearchError(RuntimeError):
@@ -63,6 +80,7 @@ class SearchOptions:
     timeout: float | None
     progress: bool
     use_cache: bool = True
+    allow_changed_space: bool = False
 
 
 class _Parser(argparse.ArgumentParser):
@@ -103,6 +121,11 @@ def parse_args(argv: Sequence[str] | None) -> SearchOptions:
     )
     p.add_argument("--timeout", type=float, help="seconds before no new trial starts")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no bar")
+    p.add_argument(
+        "--allow-changed-space",
+        action="store_true",
+        help="resume a study whose stored space differs from this one (mixes both in one study)",
+    )
     a = p.parse_args(argv)
     if a.n_trials is not None and a.n_trials < 1:
         raise ConfigError("--n-trials", "n_trials", f"must be >= 1, got {a.n_trials}")
@@ -126,6 +149,7 @@ def parse_args(argv: Sequence[str] | None) -> SearchOptions:
         a.timeout,
         a.progress,
         a.use_cache,
+        a.allow_changed_space,
     )
 
 
@@ -175,34 +199,40 @@ def _ray_temp_dir(run_dir: Path) -> Path:
 @contextmanager
 def ray_session(opts: SearchOptions, run_dir: Path, workers: int) -> Iterator[None]:
     """Join ``--address`` or start a private local Ray sized for the workers."""
-    import ray
-
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     kwargs: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False}
-    local_temp: Path | None = None
     if opts.address:
         check_address(opts.address)
         kwargs["address"] = opts.address  # nodes have the project installed (ray_cluster.yaml)
-    else:
-        local_temp = _ray_temp_dir(run_dir)
-        kwargs.update(
-            num_cpus=max(int(workers * opts.cpus_per_trial + 0.999), 1),
-            num_gpus=max(int(workers * opts.gpus_per_trial + 0.999), 0),
-            include_dashboard=False,
-            _temp_dir=str(local_temp),
+        with _ray_init(kwargs, opts.address):
+            yield
+        return
+    # private local Ray: loopback, token-authenticated, reaped with this driver (local_ray)
+    local_temp = _ray_temp_dir(run_dir)
+    kwargs.update(
+        local_ray.init_kwargs(
+            max(int(workers * opts.cpus_per_trial + 0.999), 1),
+            max(int(workers * opts.gpus_per_trial + 0.999), 0),
+            local_temp,
         )
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # private, loopback-only cluster
+    )
+    with local_ray.reaper(local_temp) as owner, local_ray.private_env(local_temp, owner):
+        with _ray_init(kwargs, "a local Ray"):
+            yield
+
+
+@contextmanager
+def _ray_init(kwargs: dict[str, Any], where: str) -> Iterator[None]:
+    import ray
+
     try:
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError) as exc:
-        where = opts.address or "a local Ray"
         raise SearchError(f"cannot start or join {where}: {exc}") from None
     try:
         yield
     finally:
         ray.shutdown()
-        if local_temp is not None and local_temp.name.startswith("dse-ray-"):
-            shutil.rmtree(local_temp, ignore_errors=True)
 
 
 def fail_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> None:
@@ -265,7 +295,7 @@ class Progress:
             )
 
     def update(self, study: optuna.Study) -> dict[str, int]:
-        states = count_states(study)
+        states = budget_states(study)  # derived trials (dse.tickets) never count
         if self.bar is not None:
             self.bar.n = states.get("COMPLETE", 0)
             self.bar.set_postfix(
@@ -282,8 +312,11 @@ class Progress:
             self.bar.close()
 
 
-def create_study(loaded: LoadedSpace, storage: str, name: str, seed: int) -> optuna.Study:
-    """Create or resume the study; refuses to resume one with other objectives."""
+def create_study(
+    loaded: LoadedSpace, storage: str, name: str, seed: int, *, allow_changed_space: bool = False
+) -> optuna.Study:
+    """Create or resume the study; refuses to resume one with other objectives, or (unless
+    ``allow_changed_space``) one whose resolved space differs (:mod:`dse.space_guard`)."""
     space = loaded.space
     directions = [o.direction for o in space.objectives]
     study = optuna.create_study(
@@ -302,6 +335,25 @@ def create_study(loaded: LoadedSpace, storage: str, name: str, seed: int) -> opt
         )
     if [d.name.lower() for d in study.directions] != directions:
         raise SearchError(f"study {name!r} exists with directions {study.directions}")
+    resolved = space_guard.resolved_space(loaded)
+    digest = space_guard.digest(resolved)
+    stored_space = study.user_attrs.get(space_guard.STUDY_ATTR)
+    if stored_space is not None and study.user_attrs.get(space_guard.DIGEST_ATTR) != digest:
+        changed = space_guard.differences(stored_space, resolved)
+        if not allow_changed_space:
+            shown = "; ".join(changed[:5]) + (
+                f"; and {len(changed) - 5} more" if len(changed) > 5 else ""
+            )
+            raise SearchError(
+                f"study {name!r} was run with another space ({shown}): use a new --study or "
+                "--out, or --allow-changed-space to mix both in this study"
+            )
+        print(
+            f"note: --allow-changed-space: continuing with {len(changed)} changed fields",
+            file=sys.stderr,
+        )
+    study.set_user_attr(space_guard.STUDY_ATTR, resolved)
+    study.set_user_attr(space_guard.DIGEST_ATTR, digest)
     study.set_user_attr("objectives", objectives)
     study.set_user_attr("constraints", [c.model_dump() for c in space.constraints])
     study.set_user_attr("space", str(loaded.path))
@@ -328,22 +380,50 @@ def run_search(opts: SearchOptions) -> dict[str, Any]:
     name = opts.study or space.study
     run_dir = (opts.out or Path("runs") / name).resolve()
     n_trials = opts.n_trials or space.n_trials
-    workers = opts.workers or max(1, int((os.cpu_count() or 1) // opts.cpus_per_trial))
     timeout = opts.timeout or space.timeout
     cache_dir = (opts.cache or run_dir / "cache").resolve() if opts.use_cache else None
+    if not opts.address:  # refuse an impossible request before touching anything
+        local_ray.plan_workers(
+            opts.workers, *local_ray.machine_resources(), opts.cpus_per_trial,
+            opts.gpus_per_trial, n_trials, "this machine",
+        )  # fmt: skip
     with run_lock(run_dir):
         spec = storage_spec(opts.storage, run_dir)
-        study = create_study(loaded, spec, name, space.seed)
+        study = create_study(
+            loaded, spec, name, space.seed, allow_changed_space=opts.allow_changed_space
+        )
         orphans = recover_orphans(study, None, set())
         t_start = time.time()
-        with ray_session(opts, run_dir, workers):
-            _drive(
-                study, loaded, opts, overrides, spec, cache_dir, n_trials, workers, timeout,
-                run_dir / TIMINGS_FILE,
-            )  # fmt: skip
+        exhaustive, already = exhaustive_plan(loaded, run_dir, budget_states(study), n_trials)
+        if not already:
+            remaining = (
+                len(exhaustive)
+                if exhaustive is not None
+                else n_trials - budget_states(study).get("COMPLETE", 0)
+            )
+            workers = _plan_local(opts, remaining) if not opts.address else 1
+            with ray_session(opts, run_dir, workers):
+                if opts.address:
+                    workers = _plan_cluster(opts, remaining)
+                if exhaustive is not None:
+                    drive_exhaustive(
+                        study, loaded, opts, overrides, spec, cache_dir, workers, run_dir,
+                        exhaustive,
+                    )  # fmt: skip
+                else:
+                    _drive(
+                        study, loaded, opts, overrides, spec, cache_dir, n_trials, workers,
+                        timeout, run_dir / TIMINGS_FILE,
+                    )  # fmt: skip
         files = write_results(study, run_dir)
-        states = count_states(study)
+        points = write_points_csv(space, run_dir)
+        if points is not None:
+            files[points.name] = points
+        states = budget_states(study)
         return {
+            "already_complete": already,
+            "n_trials": n_trials,
+            "tickets": ticket_summary(run_dir, study),
             "run_dir": run_dir,
             "storage": dashboard_target(spec),
             "study": name,
@@ -352,7 +432,33 @@ def run_search(opts: SearchOptions) -> dict[str, Any]:
             "wall_seconds": time.time() - t_start,
             "files": files,
             "table": summary_table(study),
+            "front": len(pareto_trials(study)),
         }
+
+
+def _plan_local(opts: SearchOptions, remaining: int) -> int:
+    """Workers of a private local Ray: what fits this machine and the remaining budget."""
+    plan = local_ray.plan_workers(
+        opts.workers, *local_ray.machine_resources(), opts.cpus_per_trial,
+        opts.gpus_per_trial, remaining, "this machine",
+    )  # fmt: skip
+    if plan.note:
+        print(plan.note, file=sys.stderr)
+    return plan.workers
+
+
+def _plan_cluster(opts: SearchOptions, remaining: int) -> int:
+    """Workers on a joined cluster: what its resources (``ray.cluster_resources()``) hold."""
+    import ray
+
+    res = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    plan = local_ray.plan_workers(
+        opts.workers, float(res.get("CPU", 0)), float(res.get("GPU", 0)),
+        opts.cpus_per_trial, opts.gpus_per_trial, remaining, "the cluster",
+    )  # fmt: skip
+    if plan.note:
+        print(plan.note, file=sys.stderr)
+    return plan.workers
 
 
 def _drive(
@@ -372,12 +478,15 @@ def _drive(
     Every finished trial appends one JSON line to ``timings_path``: the worker's breakdown
     (storage ask/attrs/tell, the trial's own timings) plus the driver's submit and receive
     times, whose difference minus the worker's time is the Ray overhead.
+
+    Any Ray error of a task is handled here: a dead actor's trial is failed and re-queued and the
+    actor replaced; a task that raised gets its error recorded on its RUNNING trial (failed and
+    re-queued) and its actor replaced; a worker whose trial went stale is killed and replaced. A
+    :class:`StorageOutage` raised in a worker stops the search (nothing can be recorded).
     """
     import ray
 
-    remote = ray.remote(Worker).options(
-        num_cpus=opts.cpus_per_trial, num_gpus=opts.gpus_per_trial, max_restarts=0
-    )
+    remote = remote_worker(opts.cpus_per_trial, opts.gpus_per_trial)
     threads = max(1, int(opts.cpus_per_trial))
     seed = loaded.space.seed
 
@@ -392,6 +501,7 @@ def _drive(
             threads,
             seed + 1 + index,
             wid,
+            str(timings_path.parent),  # the run directory: ticket point files (dse.tickets)
         )
         return actor, wid
 
@@ -400,11 +510,39 @@ def _drive(
     inflight: dict[Any, int] = {}
     submitted: dict[Any, float] = {}
     deadline = None if timeout is None else time.time() + timeout
-    states = count_states(study)
+    states = budget_states(study)
     complete, failed_before = states.get("COMPLETE", 0), states.get("FAIL", 0)
     max_failures = max(10, n_trials)
     bar = Progress(n_trials, complete, opts.progress)
     last_check = 0.0
+    finished = False
+    stale, beat = stale_seconds(), heartbeat_seconds()
+    quiet_until = 0.0
+
+    def replace(i: int) -> None:
+        """Kill worker ``i`` (if it still lives) and start a fresh one in its place."""
+        try:
+            ray.kill(pool[i][0])
+        except Exception as exc:  # already gone
+            log.debug("kill %s: %s", pool[i][1], exc)
+        pool[i] = start(i)
+
+    def check_stale() -> None:
+        """Fail + re-queue trials whose worker is gone or silent; replace silent workers."""
+        live = {w for _, w in pool}
+        silent = {
+            str(t.user_attrs.get("worker"))
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if time.time() - float(t.user_attrs.get("heartbeat", time.time())) > stale
+        }
+        recover_orphans(study, stale, live)
+        for ref, i in list(inflight.items()):
+            if pool[i][1] in silent:  # stalled (SIGSTOP, swapping): its trial is retried
+                del inflight[ref]
+                submitted.pop(ref, None)
+                replace(i)
+                idle.append(i)
+
     try:
         while True:  # ``states`` is read once per pass, by the progress bar's update below
             complete = states.get("COMPLETE", 0)
@@ -421,23 +559,45 @@ def _drive(
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
             for ref in ready:
                 i = inflight.pop(ref)
+                sent = submitted.pop(ref, time.time())
                 try:
                     done = ray.get(ref)
-                    _log_timings(timings_path, done, pool[i][1], submitted.pop(ref), time.time())
+                    _log_timings(timings_path, done, pool[i][1], sent, time.time())
                 except ray.exceptions.RayActorError:
                     dead = pool[i][1]
-                    recover_orphans(study, STALE_SECONDS, {w for _, w in pool if w != dead})
+                    recover_orphans(study, stale, {w for _, w in pool if w != dead})
                     pool[i] = start(i)
+                except ray.exceptions.RayError as err:  # the task raised (RayTaskError...)
+                    cause = getattr(err, "cause", None)
+                    if isinstance(cause, StorageOutage):
+                        raise StorageOutage(str(cause)) from None
+                    _record_task_error(study, pool[i][1], cause or err)
+                    replace(i)
                 idle.append(i)
-            if time.time() - last_check > HEARTBEAT_SECONDS:
-                recover_orphans(study, STALE_SECONDS, {w for _, w in pool})
-                last_check = time.time()
+            now = time.time()
+            if last_check and now - last_check > max(stale / 2, 3 * beat):
+                quiet_until = now + 3 * beat  # the driver itself was blocked (storage down):
+                last_check = now  # give the heartbeats time to catch up before judging them
+            elif now - last_check > beat and now >= quiet_until:
+                check_stale()
+                last_check = now
             states = bar.update(study)
+        finished = True
     finally:
-        bar.update(study)
+        if finished:
+            bar.update(study)
         bar.close()
         for actor, _ in pool:
             ray.kill(actor)
+
+
+def _record_task_error(study: optuna.Study, worker: str, error: BaseException) -> None:
+    """Fail + re-queue the RUNNING trial of ``worker`` with the task's error as the reason."""
+    reason = f"worker {worker} raised {type(error).__name__}: {error}".strip()
+    log.warning("%s", reason[:500])
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get("worker") == worker:
+            fail_trial(study, t, reason[:2000] + "; retried")
 
 
 def _log_timings(
@@ -463,6 +623,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         opts = parse_args(argv)
         summary = run_search(opts)
+    except StorageOutage as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except (ConfigError, SearchError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -481,6 +644,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     print(summary["table"])
     states = summary["states"]
+    if summary["already_complete"]:
+        print(f"study {summary['study']} is already complete: nothing to run; results rewritten")
+    print(
+        f"{summary['tickets'].line()}; front: {summary['front']} points; wall time "
+        f"{summary['wall_seconds']:.0f} s"
+    )
     print(
         f"\n{states.get('COMPLETE', 0)} complete, {states.get('FAIL', 0)} failed trials in "
         f"{summary['wall_seconds']:.0f} s; results in {summary['run_dir']}\n"

@@ -9,6 +9,7 @@ and gives its Optuna distribution.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,23 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from accelerator import AcceleratorConfig, ConfigError, parse_accelerator, read_yaml
 from accelerator.files import validation_error
+from dse.metrics import METRICS
 from snn.models import ModelConfig
 from snn.ticket import TicketConfig
 from snn.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPACE = ROOT / "search_spaces" / "default.yaml"
-
-METRICS: dict[str, str] = {
-    "accuracy": "test accuracy of the final ticket (fraction)",
-    "val_accuracy": "validation accuracy of the final ticket (fraction)",
-    "latency": "inference latency of one sample (seconds)",
-    "energy": "inference energy of one sample (microjoules)",
-    "area": "accelerator area (mm^2)",
-    "utilization": "PE utilization, Eq. 2 weighted by parameter count",
-    "sparsity": "weight sparsity of the final ticket (fraction)",
-    "edp": "energy-delay product (microjoule-seconds)",
-}
 
 
 class _Strict(BaseModel):
@@ -144,20 +135,27 @@ class Constraint(_Strict):
 class SamplerSpec(_Strict):
     """Optuna sampler and its options."""
 
-    name: Literal["nsga2", "nsga3", "tpe", "random", "qmc", "gp"] = Field(
+    name: Literal["nsga2", "nsga3", "tpe", "random", "qmc", "gp", "exhaustive"] = Field(
         "tpe",
         description="tpe (default: multivariate TPE with constant liar, the best hypervolume "
-        "per trial in benchmarks/bench_samplers.py), nsga2, nsga3, random, qmc or gp.",
+        "per trial in benchmarks/bench_samplers.py), nsga2, nsga3, random, qmc, gp, or "
+        "exhaustive (exact mode: every point of a finite space, each ticket trained once).",
     )
     population_size: int | None = Field(
         None, ge=2, description="NSGA-II/III population per generation."
     )
     n_startup_trials: int | None = Field(None, ge=0, description="TPE/GP random start-up trials.")
+    derive: bool = Field(
+        True,
+        description="Ticket-centric search: a trained ticket scores every design point of the "
+        "space it serves, and its non-dominated points join the study as derived trials "
+        "(dse.tickets). false: one design point per trial, a plain Optuna study.",
+    )
 
 
 def _default_objectives() -> list[Objective]:
     return [
-        Objective(metric="accuracy", direction="maximize"),
+        Objective(metric="val_accuracy", direction="maximize"),
         Objective(metric="latency", direction="minimize"),
         Objective(metric="energy", direction="minimize"),
     ]
@@ -226,6 +224,30 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def unknown_key_error(
+    path: str | Path, exc: ValidationError, root: type[BaseModel], prefix: str = ""
+) -> ConfigError:
+    """:func:`validation_error`, but an unknown key also gets a "did you mean" from the
+    fields allowed where it stands (``train.epoch`` -> ``epochs``)."""
+    first = exc.errors(include_url=False)[0]
+    if first["type"] == "extra_forbidden":
+        loc = [str(p) for p in first["loc"]]
+        model: type[BaseModel] = root
+        for part in loc[:-1]:
+            field = model.model_fields.get(part)
+            ann = field.annotation if field is not None else None
+            if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+                break
+            model = ann
+        else:
+            known = list(model.model_fields)
+            close = difflib.get_close_matches(loc[-1], known, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            field_name = ".".join([*([prefix] if prefix else []), *loc])
+            return ConfigError(path, field_name, f"unknown key; {hint}allowed: {', '.join(known)}")
+    return validation_error(path, exc, prefix=prefix)
+
+
 def load_space(path: str | Path = DEFAULT_SPACE, overrides: list[str] | None = None) -> LoadedSpace:
     """Read, override (``KEY=VALUE`` strings) and validate a search-space file."""
     p = Path(path)
@@ -239,7 +261,7 @@ def load_space(path: str | Path = DEFAULT_SPACE, overrides: list[str] | None = N
     try:
         space = Space.model_validate(data)
     except ValidationError as exc:
-        raise validation_error(p, exc) from None
+        raise unknown_key_error(p, exc, Space) from None
     loaded = LoadedSpace(space, p)
     loaded.base_accelerator()  # validates the accelerator section now, not in a worker
     loaded.check_params()
@@ -269,7 +291,7 @@ class LoadedSpace:
         try:
             return AcceleratorConfig.model_validate(_merge(data, section))
         except ValidationError as exc:
-            raise validation_error(source, exc, prefix="accelerator") from None
+            raise unknown_key_error(source, exc, AcceleratorConfig, "accelerator") from None
 
     def check_params(self) -> None:
         """Every parameter must address a real field and accept its distribution's values."""

@@ -4,11 +4,15 @@ score -> tell) against the shared storage.
 The driver (``dse.search``) decides how many trials may start, so the global budget is exact;
 the worker only asks, runs and tells. While a trial runs, a thread stamps a ``heartbeat`` user
 attribute on it so that the driver can fail (and retry) trials whose worker has vanished, with
-any storage (Optuna's own heartbeat exists only for RDB storages).
+any storage (Optuna's own heartbeat exists only for RDB storages). The heartbeat outlives
+storage hiccups and stops only when its trial is finished; a trial the driver has already taken
+over (failed and re-queued while this worker was stalled) is logged, not raised, so that a late
+worker never ends the search.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
@@ -23,11 +27,16 @@ from optuna.trial import TrialState
 
 from dse.cache import TicketCache
 from dse.design import DesignPoint
+from dse.resilience import OUTAGE_ENV, STALE_ENV, StorageOutage, heartbeat_seconds
 from dse.space import CategoricalParam, FloatParam, IntParam, LoadedSpace, Space, load_space
 from dse.storage import open_storage
 from dse.trial import TrialResult, load_splits, run_trial
 
 HEARTBEAT_SECONDS = 5.0
+"""The longest heartbeat period; a smaller ``DSE_STALE_SECONDS`` shortens it (see
+:func:`dse.resilience.heartbeat_seconds`)."""
+
+log = logging.getLogger("dse.worker")
 
 
 def distributions(space: Space) -> dict[str, optuna.distributions.BaseDistribution]:
@@ -133,7 +142,11 @@ def _ray_node_id() -> str:
 
 
 class _Heartbeat:
-    """Stamp ``heartbeat`` (unix time) on a running trial every few seconds."""
+    """Stamp ``heartbeat`` (unix time) on a running trial every few seconds.
+
+    A failed stamp (storage restarting, outage) is logged and retried with backoff, never the
+    end of the thread: it stops when told to or when its trial is finished (the storage refuses
+    updates to a finished trial, e.g. one the driver failed after a stall)."""
 
     def __init__(self, study: optuna.Study, trial_id: int, every: float) -> None:
         self._stop = threading.Event()
@@ -142,11 +155,16 @@ class _Heartbeat:
         )
 
     def _run(self, study: optuna.Study, trial_id: int, every: float) -> None:
-        while not self._stop.wait(every):
+        wait = every
+        while not self._stop.wait(wait):
             try:
                 study._storage.set_trial_user_attr(trial_id, "heartbeat", time.time())
-            except Exception:  # a finished trial refuses updates: stop quietly
-                return
+                wait = every
+            except optuna.exceptions.UpdateFinishedTrialError:
+                return  # finished (by this worker, or taken over by the driver)
+            except Exception as exc:
+                log.warning("heartbeat of trial %d not stored (%s); retrying", trial_id, exc)
+                wait = min(wait * 2, 2 * every)
 
     def __enter__(self) -> _Heartbeat:
         self._thread.start()
@@ -170,8 +188,11 @@ class Worker:
         threads: int,
         seed: int,
         worker_id: str,
+        run_dir: str | None = None,
     ) -> None:
         import torch
+
+        from dse.tickets import TicketSpace, startup_by_proposals
 
         t0 = time.perf_counter()
         torch.set_num_threads(threads)
@@ -194,7 +215,32 @@ class Worker:
         # not inside the first trial's timings
         torch.optim.Adam([torch.zeros(1, requires_grad=True)])
         self.ray_node = _ray_node_id()
+        # ticket-centric (dse.tickets) when the run directory and a ticket cache are given
+        self.run_dir = Path(run_dir) if run_dir else None
+        derive = self.space.sampler.derive and self.run_dir and self.cache
+        self.tickets = TicketSpace(self.loaded) if derive else None
+        if self.tickets is not None:  # start-up counted in proposals, not derived trials
+            self.study.sampler = startup_by_proposals(self.study.sampler, self.space, seed)
         self.init_seconds: float | None = time.perf_counter() - t0  # reported with trial 1
+
+    def score_ticket(self, assignments: dict[str, Any]) -> dict[str, Any]:
+        """Train (once) and score the ticket serving ``assignments`` (the unit of work of
+        the exhaustive mode); returns its key, whether it was computed now and its cost."""
+        from dse.tickets import TicketSpace, score_ticket
+
+        assert self.run_dir is not None
+        t0 = time.perf_counter()
+        ts = self.tickets or TicketSpace(self.loaded)
+        scored = score_ticket(
+            ts, assignments, self.run_dir, cache=self.cache, threads=self.threads, study=self.study
+        )
+        return {
+            "ticket": scored.doc["ticket"],
+            "computed": scored.computed,
+            "points": len(scored.doc["rows"]),
+            "train_seconds": scored.doc["train_seconds"],
+            "seconds": time.perf_counter() - t0,
+        }
 
     def run_one(self) -> dict[str, Any]:
         """Ask, run and tell one trial; returns ``{"number", "state", "seconds"}`` plus where
@@ -227,11 +273,18 @@ class Worker:
             "attrs_seconds": t_attrs - t_ask,
         }
         try:
-            with _Heartbeat(self.study, trial._trial_id, HEARTBEAT_SECONDS):
-                assignments = {**trial.params, "train.num_threads": self.threads}
+            with _Heartbeat(self.study, trial._trial_id, heartbeat_seconds()):
+                params = dict(trial.params)
+                if self.tickets is not None and self.run_dir is not None:
+                    from dse.tickets import answer_proposal
+
+                    params = answer_proposal(
+                        self.tickets, trial, self.run_dir, self.cache, self.threads, timings
+                    )
+                assignments = {**params, "train.num_threads": self.threads}
                 point = DesignPoint.build(self.loaded, assignments)
                 t_run = clock()
-                timings["build_seconds"] = t_run - t_attrs
+                timings["build_seconds"] = t_run - t_attrs - timings.get("ticket_seconds", 0.0)
                 result = run_trial(point, cache=self.cache)
                 timings["run_trial_seconds"] = clock() - t_run
                 timings.update({f"trial_{k}": v for k, v in result.timings.items()})
@@ -253,10 +306,43 @@ class Worker:
             self.study.tell(trial, values)
             timings["tell_seconds"] = clock() - t_tell
             state = TrialState.COMPLETE
+        except StorageOutage:
+            raise  # the driver stops the search: nothing can be recorded
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}".strip()
+            return {"number": trial.number, **self._record_failure(trial, exc), **timings}
+        return {"number": trial.number, "state": state.name, **timings}
+
+    def _record_failure(self, trial: optuna.Trial, exc: Exception) -> dict[str, Any]:
+        """Mark the trial FAIL with the reason; if the storage refuses (the driver already took
+        the trial over, or it cannot be written), log it and report instead of raising."""
+        if isinstance(exc, optuna.exceptions.UpdateFinishedTrialError):
+            log.warning("trial %d was taken over by the driver meanwhile: %s", trial.number, exc)
+            return {"state": "TAKEN_OVER", "error": str(exc)[:500]}
+        reason = f"{type(exc).__name__}: {exc}".strip()
+        try:
             trial.set_user_attr("fail_reason", reason[:2000])
             trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
             self.study.tell(trial, state=TrialState.FAIL)
-            state = TrialState.FAIL
-        return {"number": trial.number, "state": state.name, **timings}
+        except StorageOutage:
+            raise
+        except Exception as second:
+            log.warning(
+                "trial %d failed (%s) and could not be recorded: %s", trial.number, reason, second
+            )
+            taken = isinstance(second, optuna.exceptions.UpdateFinishedTrialError)
+            return {"state": "TAKEN_OVER" if taken else "UNRECORDED", "error": reason[:500]}
+        return {"state": TrialState.FAIL.name, "error": reason[:500]}
+
+
+def remote_worker(cpus: float, gpus: float) -> Any:
+    """:class:`Worker` as a Ray actor class with one trial's resources. The fault limits set in
+    this process's environment travel with it: workers on other nodes do not inherit it."""
+    import ray
+
+    settings = {k: os.environ[k] for k in (STALE_ENV, OUTAGE_ENV) if os.environ.get(k)}
+    return ray.remote(Worker).options(
+        num_cpus=cpus,
+        num_gpus=gpus,
+        max_restarts=0,
+        **({"runtime_env": {"env_vars": settings}} if settings else {}),
+    )

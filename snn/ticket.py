@@ -154,7 +154,8 @@ class DenseRun:
 
 @dataclass
 class RoundInfo:
-    """What one round produced (round 0 = dense, all-ones masks)."""
+    """What one round produced (round 0 = dense, all-ones masks): the one round record, from
+    here through the ticket cache to scoring (``dse``)."""
 
     round: int
     masks: dict[str, np.ndarray]
@@ -167,6 +168,9 @@ class RoundInfo:
     train_seconds: float
     balance_seconds: float
     eval_seconds: float
+    orders: dict[str, Any] | None = None
+    """The PE order this round was balanced for, as plain data, when a :data:`PeIndexFn`
+    chose the map (recorded by its caller, which knows what the order is)."""
 
 
 @dataclass

@@ -307,7 +307,9 @@ class SpikeProfiler:
 
     Counts per input channel (conv) or input feature (linear): non-zero (neuron, timestep)
     entries and neurons that are zero at all T timesteps. The first layer's input is the analog
-    image, so its "spike rate" is the fraction of non-zero pixels.
+    image, so its "spike rate" is the fraction of non-zero pixels. For conv layers it also
+    records the geometry the cost model's memory hierarchy needs: input and output map sizes,
+    and (from the module, in :meth:`result`) stride and padding.
     """
 
     def __init__(self) -> None:
@@ -329,12 +331,17 @@ class SpikeProfiler:
                 timesteps=t,
                 positions=positions,
             )
+            if x.ndim == 5 and y.ndim == 5:
+                s["input_size"] = [int(x.shape[3]), int(x.shape[4])]
+                s["output_size"] = [int(y.shape[3]), int(y.shape[4])]
         s["nonzero"] += nonzero
         s["all_zero"] += all_zero
         s["samples"] += b
 
-    def result(self, order: list[str]) -> dict[str, Any]:
-        """The profile dict (JSON-ready) with layers in ``order``."""
+    def result(self, order: list[str] | dict[str, Any]) -> dict[str, Any]:
+        """The profile dict (JSON-ready) with layers in ``order``; given the modules by name
+        (``model.prunable()``), conv layers also get their stride and padding."""
+        modules = order if isinstance(order, dict) else {}
         layers: dict[str, Any] = {}
         for name in order:
             s = self.stats[name]
@@ -349,6 +356,19 @@ class SpikeProfiler:
                 "channel_spike_rate": ch_rate.tolist(),
                 "channel_tick_zero_fraction": ch_zero.tolist(),
             }
+            if "input_size" in s:
+                layers[name]["input_size"] = s["input_size"]
+                layers[name]["output_size"] = s["output_size"]
+            module = modules.get(name)
+            if isinstance(module, torch.nn.Conv2d):
+                stride, padding = module.stride, module.padding
+                if (
+                    stride[0] == stride[1]
+                    and isinstance(padding, tuple)
+                    and padding[0] == padding[1]
+                ):
+                    layers[name]["stride"] = int(stride[0])
+                    layers[name]["padding"] = int(padding[0])
         return {"layers": layers}
 
 
@@ -390,6 +410,6 @@ def evaluate(
         model.train(was_training)
     if profiler is not None and profiled == 0:
         raise ValueError("cannot profile an empty dataset")
-    prof = profiler.result(list(model.prunable())) if profiler is not None else None
+    prof = profiler.result(model.prunable()) if profiler is not None else None
     acc = correct / n if n else float("nan")
     return EvalResult(accuracy=acc, n_samples=n, profile=prof, seconds=time.perf_counter() - t0)

@@ -1,4 +1,4 @@
-"""``python -m accelerator.evaluate``: table, JSON, and exit 2 with one line on bad input."""
+"""``python -m accelerator`` (also ``-m accelerator.evaluate``): table, JSON, exit 2 on bad input"""
 
 from __future__ import annotations
 
@@ -138,12 +138,23 @@ def test_accelerator_does_not_import_torch() -> None:
     assert out.stdout.strip() == "False"
 
 
-def test_function_survives_module_import() -> None:
+def test_function_survives_cli_import() -> None:
     import accelerator
-    import accelerator.evaluate  # the CLI module must not break the function
+    import accelerator.__main__
+    import accelerator.cli  # the CLI modules must not shadow the function
 
     report = accelerator.evaluate(accelerator.AcceleratorConfig(), {"w": np.ones((4, 4), bool)})
     assert report.nonzeros == 16
+
+
+def test_package_entry_point(masks_file: Path) -> None:
+    ok = subprocess.run(
+        [sys.executable, "-m", "accelerator", str(PAPER_K), str(masks_file), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert ok.returncode == 0 and json.loads(ok.stdout)["n_pe"] == 16
 
 
 def test_workload_mapping_order_from_yaml(

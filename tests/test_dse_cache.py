@@ -8,22 +8,30 @@ from pathlib import Path
 import numpy as np
 
 from dse.cache import TicketCache
+from snn.ticket import RoundInfo
 
 
-def rounds(n: int, seed: int = 0) -> list[dict[str, object]]:
+def rounds(n: int, seed: int = 0) -> list[RoundInfo]:
     rng = np.random.default_rng(seed)
+
+    def masks() -> dict[str, np.ndarray]:
+        return {"conv": rng.random((8, 4, 3, 3)) < 0.5, "fc": rng.random((10, 32)) < 0.5}
+
     return [
-        {
-            "round": r,
-            "masks": {"conv": rng.random((8, 4, 3, 3)) < 0.5, "fc": rng.random((10, 32)) < 0.5},
-            "sparsity": 0.5,
-            "accuracy": 0.9,
-            "val_accuracy": 0.8,
-            "profile": {"layers": {}},
-            "train_seconds": 1.0,
-            "balance_seconds": 0.0,
-            "eval_seconds": 0.1,
-        }
+        RoundInfo(
+            round=r,
+            masks=masks(),
+            pre_balance_masks=masks(),
+            sparsity=0.5,
+            accuracy=0.9,
+            val_accuracy=0.8,
+            profile={"layers": {}},
+            train_loss=[0.5, 0.25],
+            train_seconds=1.0,
+            balance_seconds=0.0,
+            eval_seconds=0.1,
+            orders={"conv": {"filters": [1, 0]}} if r else None,
+        )
         for r in range(n + 1)
     ]
 
@@ -35,8 +43,16 @@ def test_round_trip_and_prefix(tmp_path: Path) -> None:
     got = cache.get_rounds("k" * 64, 3)
     assert got is not None and len(got) == 4
     for a, b in zip(got, data, strict=True):
-        for name in a["masks"]:
-            assert (a["masks"][name] == b["masks"][name]).all()
+        for name in a.masks:
+            assert (a.masks[name] == b.masks[name]).all()
+            assert (a.pre_balance_masks[name] == b.pre_balance_masks[name]).all()
+        assert (a.round, a.accuracy, a.profile, a.orders) == (
+            b.round,
+            b.accuracy,
+            b.profile,
+            b.orders,
+        )
+        assert a.train_loss == b.train_loss
     assert len(cache.get_rounds("k" * 64, 1) or []) == 2  # a shorter schedule is a prefix
     assert cache.get_rounds("k" * 64, 5) is None
     cache.put_rounds("k" * 64, rounds(1, seed=9))  # never replaced by a shorter entry

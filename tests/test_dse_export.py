@@ -68,8 +68,10 @@ def design_trial(
         "total_seconds": rng.uniform(10, 20),
         "node": "node-1",
     }
+    system: dict[str, Any] = {}
     if area_max is not None:
         attrs["constraint"] = [metrics["area"] - area_max]
+        system["constraints:area_max"] = metrics["area"] - area_max  # as set_constraint does
     return optuna.trial.create_trial(
         params={
             "accelerator.dataflow": dataflow,
@@ -79,6 +81,7 @@ def design_trial(
         distributions=DISTRIBUTIONS,
         values=[metrics[m] for m, _ in objectives],
         user_attrs=attrs,
+        system_attrs=system,
         state=TrialState.COMPLETE,
     )
 
@@ -301,6 +304,7 @@ def test_summary_table_lists_front_sorted(tmp_path: Path) -> None:
         assert label in header
     assert "latency [s]" in header and "energy [uJ]" in header
     assert "sparsity" in header and "utilization" in header
+    assert "rate" in header and "area [mm^2]" in header and "source" in header
     assert set(rule.replace(" ", "")) == {"-"}
 
     rows = lines[2:-1]
@@ -411,8 +415,17 @@ def test_front_matches_brute_force(
             optuna.trial.create_trial(
                 values=[float(a), float(b)],
                 user_attrs={"constraint": [-1.0 if feasible else 1.0]},
+                system_attrs={"constraints:c": -1.0 if feasible else 1.0},
             )
         )
     got = [t.number for t in pareto_trials(study)]
     assert got == sorted(brute_force_front(study))
     assert all(math.isfinite(v) for t in pareto_trials(study) for v in t.values or [])
+
+
+def test_test_accuracy_is_shown_beside_the_validation_objective() -> None:
+    objectives = [("val_accuracy", "maximize"), ("latency", "minimize")]
+    study, _ = populated_study(objectives, n=10, seed=4)
+    header = summary_table(study).splitlines()[0].split()
+    assert "val_accuracy" in header and "accuracy" in header
+    assert header.index("val_accuracy") < header.index("accuracy")  # objectives first

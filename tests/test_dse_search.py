@@ -25,7 +25,8 @@ FAST = ["--set=train.epochs=1", "--set=pruning.rewind_epoch=1", "--set=model.wid
 
 
 def small_space(tmp_path: Path, **extra: Any) -> Path:
-    """The default space with a quick schedule and a small parameter set."""
+    """The default space with a quick schedule and a small parameter set, one design point per
+    trial (the ticket-centric search is tested in test_dse_tickets.py)."""
     data = yaml.safe_load((ROOT / "search_spaces" / "default.yaml").read_text())
     data["accelerator"]["base"] = str(ROOT / "accelerator/configs/paper_16pe_k.yaml")
     data["params"] = {
@@ -34,7 +35,7 @@ def small_space(tmp_path: Path, **extra: Any) -> Path:
         "pruning.balance": {"type": "categorical", "choices": ["none", "uticket"]},
         "pruning.rounds": {"type": "int", "low": 1, "high": 2},
     }
-    data["sampler"] = {"name": "random"}
+    data["sampler"] = {"name": "random", "derive": False}  # one design point per trial
     data.update(extra)
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -84,7 +85,7 @@ def test_budget_results_and_attributes(finished_run: Path) -> None:
             "node",
         ):
             assert key in t.user_attrs, key
-        assert t.values[0] == t.user_attrs["metrics"]["accuracy"]
+        assert t.values[0] == t.user_attrs["metrics"]["val_accuracy"]
     for name in ("pareto.csv", "pareto.json", "trials.csv"):
         assert (finished_run / name).stat().st_size > 0
     assert list(finished_run.glob("*.png"))
@@ -118,9 +119,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_optuna_dashboard_reads_the_study(finished_run: Path) -> None:
+def dashboard_detail(run: Path, study: str = "digits-default") -> dict[str, Any]:
+    """The study as optuna-dashboard's HTTP API serves it (a real dashboard process)."""
     port = _free_port()
-    journal = finished_run / "study.journal"
+    journal = run / "study.journal"
     proc = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "optuna-dashboard"),
@@ -144,14 +146,19 @@ def test_optuna_dashboard_reads_the_study(finished_run: Path) -> None:
                 time.sleep(0.5)
         assert data is not None, "optuna-dashboard did not answer"
         studies = {s["study_name"]: s for s in data["study_summaries"]}
-        sid = studies["digits-default"]["study_id"]
+        sid = studies[study]["study_id"]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{sid}", timeout=10) as r:
-            detail = json.loads(r.read())
-        assert len(detail["trials"]) >= 4
-        assert detail["best_trials"], "the Pareto front is served"
+            detail: dict[str, Any] = json.loads(r.read())
+        return detail
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_optuna_dashboard_reads_the_study(finished_run: Path) -> None:
+    detail = dashboard_detail(finished_run)
+    assert len(detail["trials"]) >= 4
+    assert detail["best_trials"], "the Pareto front is served"
 
 
 def test_failing_trials_are_recorded_and_the_worker_goes_on(tmp_path: Path) -> None:

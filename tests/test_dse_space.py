@@ -27,6 +27,12 @@ def test_default_space_is_the_embedded_digits_run() -> None:
     assert point.accelerator.n_pe == 16
 
 
+@pytest.mark.parametrize("path", sorted((DEFAULT_SPACE.parent).glob("*.yaml")), ids=str)
+def test_selection_never_sees_the_test_split(path: Path) -> None:
+    metrics = {o.metric for o in load_space(path).space.objectives}
+    assert "val_accuracy" in metrics and "accuracy" not in metrics
+
+
 def test_overrides_and_assignments() -> None:
     loaded = load_space(DEFAULT_SPACE, ["pruning.balance=none", "accelerator.dataflow=systolic"])
     point = DesignPoint.build(loaded, {"accelerator.pe_array.rows": 8, "train.lr": 0.01})
@@ -92,6 +98,19 @@ BAD = [
     ),
     ("missing base", "accelerator: {base: nope.yaml}\n", "accelerator.base", "file not found"),
     ("dataset", "data: {name: imagenet}\n", "data.name", "unknown dataset"),
+    ("did you mean", "train: {epoch: 3}\n", "train.epoch", "did you mean 'epochs'?"),
+    (
+        "did you mean (accelerator)",
+        "accelerator: {pe_aray: {rows: 2}}\n",
+        "accelerator.pe_aray",
+        "did you mean 'pe_array'?",
+    ),
+    (
+        "did you mean (params)",
+        "params:\n  train.epoch: {type: int, low: 1, high: 4}\n",
+        "params.train.epoch",
+        "did you mean 'train.epochs'?",
+    ),
 ]
 
 

@@ -99,7 +99,8 @@ def test_profile_exact_shape_and_values(digits: Splits) -> None:
     assert list(layers) == ["conv1", "conv2", "fc"]
     expect = {"conv1": (64, 1), "conv2": (16, 8), "fc": (1, 256)}  # positions, input channels
     for name, entry in layers.items():
-        assert set(entry) == PROFILE_KEYS
+        geometry = {"input_size", "output_size", "stride", "padding"} if name != "fc" else set()
+        assert set(entry) == PROFILE_KEYS | geometry
         assert entry["positions"] == expect[name][0] and entry["timesteps"] == 3
         assert len(entry["channel_spike_rate"]) == expect[name][1]
         assert len(entry["channel_tick_zero_fraction"]) == expect[name][1]
@@ -107,6 +108,10 @@ def test_profile_exact_shape_and_values(digits: Splits) -> None:
         values += entry["channel_spike_rate"] + entry["channel_tick_zero_fraction"]
         assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in values)
         assert isinstance(entry["positions"], int)
+    # conv geometry for the cost model's memory hierarchy: 8x8 digits, max-pool 2 between convs
+    assert (layers["conv1"]["input_size"], layers["conv1"]["output_size"]) == ([8, 8], [8, 8])
+    assert (layers["conv2"]["input_size"], layers["conv2"]["output_size"]) == ([4, 4], [4, 4])
+    assert layers["conv2"]["stride"] == 1 and layers["conv2"]["padding"] == 1
     # Zero at all T implies zero at each step: the spike rate is at most 1 - tick_zero.
     assert all(e["spike_rate"] <= 1 - e["tick_zero_fraction"] + 1e-12 for e in layers.values())
 
