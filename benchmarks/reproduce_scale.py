@@ -59,14 +59,6 @@ TARGETS = (0.90, 0.95, 0.98)
 """Sparsities at which Tables I/II compare the tickets (each method's nearest round)."""
 
 
-def utilization_authors(report: Any) -> float:
-    """The network utilization the authors' code prints: the unweighted mean of the layer
-    utilizations over conv layers 2..N (every conv but the first, no linear layer)."""
-    convs = [layer for layer in report.layers if len(layer.shape) == 4]
-    vals = [layer.utilization for layer in convs[1:] if np.isfinite(layer.utilization)]
-    return float(np.mean(vals)) if vals else float("nan")
-
-
 def accel_config(dataflow: str, n_pe: int = 16) -> Any:
     """The paper's 16-PE array (shipped YAML) with the given mapping and PE count."""
     from accelerator import load_accelerator
@@ -301,7 +293,7 @@ def score_all(args: argparse.Namespace, out: Path, log: Any) -> dict[str, Any]:
                                 "sparsity": record["sparsity"],
                                 "utilization": rep.utilization,
                                 "utilization_plain": rep.utilization_unweighted,
-                                "utilization_authors": utilization_authors(rep),
+                                "utilization_authors": rep.utilization_authors,
                                 "cycles": rep.cycles,
                                 "compute_cycles": sum(x.compute_cycles for x in rep.layers),
                                 "latency_us": rep.seconds * 1e6,
