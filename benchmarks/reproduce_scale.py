@@ -20,9 +20,9 @@ mapping it was balanced for) and writes ``benchmarks/results/reproduce_scale.{js
 Tables I/II at matched sparsity and Table III (a trained u-Ticket ticket re-balanced for 2..64
 PEs, mapping K, normalized to 2 PEs).
 
-Run: ``python benchmarks/reproduce_scale.py`` (the paper's 14 rounds at 25 %; about 1.3 h of
+Run: ``python benchmarks/reproduce_scale.py`` (the paper's 14 rounds at 25 %; about 1 h of
 one uncontended core for 2 models x 3 seeds) or ``--rate 0.5 --rounds 6`` (98.4 % in 6 rounds;
-about 35 min). Several processes started with the same arguments share the (model, seed) jobs
+about 30 min). Several processes started with the same arguments share the (model, seed) jobs
 (each claims one at a time), and a restarted run skips finished tickets. After a cost-model
 change: ``python benchmarks/reproduce_scale.py --report-only`` (same arguments).
 """
