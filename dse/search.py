@@ -49,10 +49,7 @@ from dse.resilience import (
 from dse.space import DEFAULT_SPACE, LoadedSpace, load_space
 from dse.storage import StorageError, dashboard_target, open_storage, storage_spec
 from dse.tickets import budget_states, ticket_summary, write_points_csv
-from dse.worker import HEARTBEAT_SECONDS, make_sampler, remote_worker
-
-STALE_SECONDS = 20 * HEARTBEAT_SECONDS
-"""Default stale limit (100 s); ``DSE_STALE_SECONDS`` changes it (:func:`stale_seconds`)."""
+from dse.worker import make_sampler, remote_worker
 
 log = logging.getLogger("dse.search")
 
@@ -278,10 +275,15 @@ def recover_orphans(study: optuna.Study, stale_after: float | None, workers: set
 
 
 class Progress:
-    """A terminal bar: complete / failed / running trials, front size, ETA."""
+    """A terminal bar: complete / failed / running trials, front size, ETA.
+
+    :meth:`update` reads the study into the bar and :meth:`draw` shows it, so the driver
+    draws only while the search goes on; :meth:`close` draws the final line once.
+    """
 
     def __init__(self, total: int, initial: int, enabled: bool) -> None:
         self.bar = None
+        self._read = False  # update() read the study since the last draw()
         if enabled:
             from tqdm import tqdm
 
@@ -295,6 +297,7 @@ class Progress:
             )
 
     def update(self, study: optuna.Study) -> dict[str, int]:
+        """Read the budget states and the front into the bar (not drawn); returns the states."""
         states = budget_states(study)  # derived trials (dse.tickets) never count
         if self.bar is not None:
             self.bar.n = states.get("COMPLETE", 0)
@@ -304,8 +307,14 @@ class Progress:
                 front=len(pareto_trials(study)),
                 refresh=False,
             )
-            self.bar.refresh()
+        self._read = True
         return states
+
+    def draw(self) -> None:
+        """Show what :meth:`update` last read (nothing new since the last draw: no line)."""
+        if self.bar is not None and self._read:
+            self.bar.refresh()
+        self._read = False
 
     def close(self) -> None:
         if self.bar is not None:
@@ -515,7 +524,6 @@ def _drive(
     max_failures = max(10, n_trials)
     bar = Progress(n_trials, complete, opts.progress)
     last_check = 0.0
-    finished = False
     stale, beat = stale_seconds(), heartbeat_seconds()
     quiet_until = 0.0
 
@@ -546,16 +554,18 @@ def _drive(
     try:
         while True:  # ``states`` is read once per pass, by the progress bar's update below
             complete = states.get("COMPLETE", 0)
-            out_of_time = deadline is not None and time.time() > deadline
-            if states.get("FAIL", 0) - failed_before >= max_failures:
-                out_of_time = True  # something fails every trial: stop starting new ones
-            while idle and not out_of_time and complete + len(inflight) < n_trials:
+            # no new trial after the timeout, or once something fails every trial
+            stop_starting = (deadline is not None and time.time() > deadline) or (
+                states.get("FAIL", 0) - failed_before >= max_failures
+            )
+            while idle and not stop_starting and complete + len(inflight) < n_trials:
                 i = idle.pop()
                 ref = pool[i][0].run_one.remote()
                 inflight[ref] = i
                 submitted[ref] = time.time()
             if not inflight:
-                break
+                break  # the bar's final line is drawn once, by close() below
+            bar.draw()
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
             for ref in ready:
                 i = inflight.pop(ref)
@@ -582,10 +592,7 @@ def _drive(
                 check_stale()
                 last_check = now
             states = bar.update(study)
-        finished = True
     finally:
-        if finished:
-            bar.update(study)
         bar.close()
         for actor, _ in pool:
             ray.kill(actor)
