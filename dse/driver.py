@@ -22,10 +22,10 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from dse.export import pareto_trials
 from dse.resilience import StorageOutage, heartbeat_seconds, stale_seconds
 from dse.space import LoadedSpace
 from dse.study import SearchOptions
+from dse.tables import pareto_trials
 from dse.tickets import budget_states
 from dse.worker import remote_worker
 
