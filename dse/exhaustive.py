@@ -121,8 +121,10 @@ def drive_exhaustive(
                 try:
                     done = ray.get(ref)
                     trained += bool(done["computed"])
-                    if bar is not None:
-                        bar.update(1)
+                    if bar is not None:  # the last ticket's line is drawn once, by close()
+                        bar.n += 1
+                        if queue or inflight:
+                            bar.refresh()
                 except ray.exceptions.RayActorError:
                     pool[i] = worker_factory(i)
                     _retry(queue, attempts, a)

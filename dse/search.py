@@ -13,74 +13,50 @@ Faults never end the search by surprise (README, "Faults and limits"): storage e
 replaced, a worker whose heartbeat goes stale is replaced, an outage longer than the limit stops
 the search with exit status 1 and a resumable study. The private local Ray is sized to the
 machine, bound to loopback, authenticated and reaped with its driver (:mod:`dse.local_ray`).
+
+This module is the command line (arguments, :func:`run_search`, exit codes); the driver loop is
+:mod:`dse.driver`, the run's lifecycle (lock, study, Ray session, worker plan) :mod:`dse.study`,
+exact mode :mod:`dse.exhaustive`, the result files :mod:`dse.export`.
 """
 
 from __future__ import annotations
 
 import argparse
-import fcntl
-import hashlib
-import json
-import logging
-import os
-import socket
 import sys
-import tempfile
 import time
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import optuna
-from optuna.trial import TrialState
-
 from accelerator import ConfigError
-from dse import local_ray, space_guard
+from dse import local_ray
+from dse.driver import TIMINGS_FILE, drive, fail_trial, recover_orphans
 from dse.exhaustive import drive_exhaustive, exhaustive_plan
 from dse.export import ResultsError, pareto_trials, summary_table, write_results
-from dse.resilience import (
-    StorageOutage,
-    heartbeat_seconds,
-    stale_seconds,
+from dse.resilience import StorageOutage
+from dse.space import DEFAULT_SPACE, load_space
+from dse.storage import StorageError, dashboard_target, storage_spec
+from dse.study import (
+    SearchError,
+    SearchOptions,
+    create_study,
+    plan_cluster,
+    plan_local,
+    ray_session,
+    run_lock,
 )
-from dse.space import DEFAULT_SPACE, LoadedSpace, load_space
-from dse.storage import StorageError, dashboard_target, open_storage, storage_spec
 from dse.tickets import budget_states, ticket_summary, write_points_csv
-from dse.worker import HEARTBEAT_SECONDS, make_sampler, remote_worker
 
-STALE_SECONDS = 20 * HEARTBEAT_SECONDS
-"""Default stale limit (100 s); ``DSE_STALE_SECONDS`` changes it (:func:`stale_seconds`)."""
-
-log = logging.getLogger("dse.search")
-
-
-class SearchError(RuntimeError):
-    """A problem with the run itself (not a trial): the message is printed, exit status 2."""
-
-
-@dataclass
-class SearchOptions:
-    """Everything ``dse.search`` was asked to do (the command line, as data)."""
-
-    space: Path
-    overrides: list[str]
-    n_trials: int | None
-    workers: int | None
-    storage: str | None
-    study: str | None
-    out: Path | None
-    address: str | None
-    seed: int | None
-    cpus_per_trial: float
-    gpus_per_trial: float
-    cache: Path | None
-    timeout: float | None
-    progress: bool
-    use_cache: bool = True
-    allow_changed_space: bool = False
+__all__ = [  # the CLI, and what callers imported from here before the split
+    "SearchError",
+    "SearchOptions",
+    "create_study",
+    "fail_trial",
+    "main",
+    "parse_args",
+    "recover_orphans",
+    "run_search",
+]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -153,220 +129,6 @@ def parse_args(argv: Sequence[str] | None) -> SearchOptions:
     )
 
 
-@contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """One driver per run directory (a second one would double-count the budget)."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(run_dir / ".lock", "a+b")
-    except OSError as exc:
-        raise SearchError(f"cannot use run directory {run_dir}: {exc.strerror}") from None
-    try:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SearchError(f"another dse.search is running on {run_dir}") from None
-        yield
-    finally:
-        handle.close()
-
-
-def check_address(address: str) -> None:
-    """Fail fast (seconds, not minutes) when a Ray head at host:port cannot be reached."""
-    if address == "auto" or address.startswith("local"):
-        return
-    target = address.split("://", 1)[-1]
-    host, _, port = target.rpartition(":")
-    if not host or not port.isdigit():
-        raise SearchError(f"Ray address {address!r} is not 'auto' or host:port")
-    try:
-        with socket.create_connection((host, int(port)), timeout=5):
-            pass
-    except OSError as exc:
-        raise SearchError(f"cannot reach Ray at {address}: {exc.strerror or exc}") from None
-
-
-def _ray_temp_dir(run_dir: Path) -> Path:
-    """Ray's session directory: inside the run directory unless the path would be too long
-    for Ray's unix sockets (about 107 bytes), then a short one in the system temp dir."""
-    inside = (run_dir / "ray").resolve()
-    if len(str(inside)) <= 40:
-        return inside
-    digest = hashlib.sha1(str(inside).encode()).hexdigest()[:8]
-    return Path(tempfile.gettempdir()) / f"dse-ray-{digest}"
-
-
-@contextmanager
-def ray_session(opts: SearchOptions, run_dir: Path, workers: int) -> Iterator[None]:
-    """Join ``--address`` or start a private local Ray sized for the workers."""
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    kwargs: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False}
-    if opts.address:
-        check_address(opts.address)
-        kwargs["address"] = opts.address  # nodes have the project installed (ray_cluster.yaml)
-        with _ray_init(kwargs, opts.address):
-            yield
-        return
-    # private local Ray: loopback, token-authenticated, reaped with this driver (local_ray)
-    local_temp = _ray_temp_dir(run_dir)
-    kwargs.update(
-        local_ray.init_kwargs(
-            max(int(workers * opts.cpus_per_trial + 0.999), 1),
-            max(int(workers * opts.gpus_per_trial + 0.999), 0),
-            local_temp,
-        )
-    )
-    with local_ray.reaper(local_temp) as owner, local_ray.private_env(local_temp, owner):
-        with _ray_init(kwargs, "a local Ray"):
-            yield
-
-
-@contextmanager
-def _ray_init(kwargs: dict[str, Any], where: str) -> Iterator[None]:
-    import ray
-
-    try:
-        ray.init(**kwargs)
-    except (ConnectionError, RuntimeError) as exc:
-        raise SearchError(f"cannot start or join {where}: {exc}") from None
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
-def fail_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> None:
-    """Mark a RUNNING trial FAIL with a reason and queue a retry with the same parameters."""
-    storage = study._storage
-    try:
-        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-    except RuntimeError:  # it finished meanwhile
-        return
-    retry_of = trial.user_attrs.get("retry_of", trial.number)
-    attempts = int(trial.user_attrs.get("attempt", 1))
-    if attempts < 3:
-        study.enqueue_trial(
-            dict(trial.params),
-            user_attrs={"retry_of": retry_of, "attempt": attempts + 1},
-            skip_if_exists=False,
-        )
-
-
-def recover_orphans(study: optuna.Study, stale_after: float | None, workers: set[str]) -> int:
-    """Fail + re-queue RUNNING trials whose worker is gone (not in ``workers``) or whose
-    heartbeat is older than ``stale_after`` seconds (None: every RUNNING trial is an orphan,
-    as when a new driver starts)."""
-    now = time.time()
-    n = 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = t.user_attrs.get("worker")
-        beat = float(
-            t.user_attrs.get("heartbeat", t.datetime_start.timestamp() if t.datetime_start else now)
-        )
-        if stale_after is None:
-            reason = "left RUNNING by a previous driver (killed or crashed); retried"
-        elif worker is not None and worker not in workers:
-            reason = f"worker {worker} died during the trial; retried"
-        elif now - beat > stale_after:
-            reason = f"no heartbeat for {now - beat:.0f} s (worker lost); retried"
-        else:
-            continue
-        fail_trial(study, t, reason)
-        n += 1
-    return n
-
-
-class Progress:
-    """A terminal bar: complete / failed / running trials, front size, ETA."""
-
-    def __init__(self, total: int, initial: int, enabled: bool) -> None:
-        self.bar = None
-        if enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=total,
-                initial=initial,
-                unit="trial",
-                file=sys.stderr,
-                dynamic_ncols=True,
-                desc="trials",
-            )
-
-    def update(self, study: optuna.Study) -> dict[str, int]:
-        states = budget_states(study)  # derived trials (dse.tickets) never count
-        if self.bar is not None:
-            self.bar.n = states.get("COMPLETE", 0)
-            self.bar.set_postfix(
-                failed=states.get("FAIL", 0),
-                running=states.get("RUNNING", 0),
-                front=len(pareto_trials(study)),
-                refresh=False,
-            )
-            self.bar.refresh()
-        return states
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def create_study(
-    loaded: LoadedSpace, storage: str, name: str, seed: int, *, allow_changed_space: bool = False
-) -> optuna.Study:
-    """Create or resume the study; refuses to resume one with other objectives, or (unless
-    ``allow_changed_space``) one whose resolved space differs (:mod:`dse.space_guard`)."""
-    space = loaded.space
-    directions = [o.direction for o in space.objectives]
-    study = optuna.create_study(
-        study_name=name,
-        storage=open_storage(storage),
-        directions=directions,
-        sampler=make_sampler(space, seed),
-        load_if_exists=True,
-    )
-    objectives = [o.model_dump() for o in space.objectives]
-    stored = study.user_attrs.get("objectives")
-    if stored is not None and stored != objectives:
-        raise SearchError(
-            f"study {name!r} in this storage has objectives {stored}; the space asks for "
-            f"{objectives}: use another --study or --out"
-        )
-    if [d.name.lower() for d in study.directions] != directions:
-        raise SearchError(f"study {name!r} exists with directions {study.directions}")
-    resolved = space_guard.resolved_space(loaded)
-    digest = space_guard.digest(resolved)
-    stored_space = study.user_attrs.get(space_guard.STUDY_ATTR)
-    if stored_space is not None and study.user_attrs.get(space_guard.DIGEST_ATTR) != digest:
-        changed = space_guard.differences(stored_space, resolved)
-        if not allow_changed_space:
-            shown = "; ".join(changed[:5]) + (
-                f"; and {len(changed) - 5} more" if len(changed) > 5 else ""
-            )
-            raise SearchError(
-                f"study {name!r} was run with another space ({shown}): use a new --study or "
-                "--out, or --allow-changed-space to mix both in this study"
-            )
-        print(
-            f"note: --allow-changed-space: continuing with {len(changed)} changed fields",
-            file=sys.stderr,
-        )
-    study.set_user_attr(space_guard.STUDY_ATTR, resolved)
-    study.set_user_attr(space_guard.DIGEST_ATTR, digest)
-    study.set_user_attr("objectives", objectives)
-    study.set_user_attr("constraints", [c.model_dump() for c in space.constraints])
-    study.set_user_attr("space", str(loaded.path))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([o.metric for o in space.objectives])
-    return study
-
-
-TIMINGS_FILE = "timings.jsonl"
-"""Per-trial wall-clock anatomy written into the run directory (see ``_drive``)."""
-
-
 def run_search(opts: SearchOptions) -> dict[str, Any]:
     """Run (or resume) the study; returns a summary dict. Raises ConfigError/SearchError/
     StorageError on bad input."""
@@ -401,17 +163,17 @@ def run_search(opts: SearchOptions) -> dict[str, Any]:
                 if exhaustive is not None
                 else n_trials - budget_states(study).get("COMPLETE", 0)
             )
-            workers = _plan_local(opts, remaining) if not opts.address else 1
+            workers = plan_local(opts, remaining) if not opts.address else 1
             with ray_session(opts, run_dir, workers):
                 if opts.address:
-                    workers = _plan_cluster(opts, remaining)
+                    workers = plan_cluster(opts, remaining)
                 if exhaustive is not None:
                     drive_exhaustive(
                         study, loaded, opts, overrides, spec, cache_dir, workers, run_dir,
                         exhaustive,
                     )  # fmt: skip
                 else:
-                    _drive(
+                    drive(
                         study, loaded, opts, overrides, spec, cache_dir, n_trials, workers,
                         timeout, run_dir / TIMINGS_FILE,
                     )  # fmt: skip
@@ -434,189 +196,6 @@ def run_search(opts: SearchOptions) -> dict[str, Any]:
             "table": summary_table(study),
             "front": len(pareto_trials(study)),
         }
-
-
-def _plan_local(opts: SearchOptions, remaining: int) -> int:
-    """Workers of a private local Ray: what fits this machine and the remaining budget."""
-    plan = local_ray.plan_workers(
-        opts.workers, *local_ray.machine_resources(), opts.cpus_per_trial,
-        opts.gpus_per_trial, remaining, "this machine",
-    )  # fmt: skip
-    if plan.note:
-        print(plan.note, file=sys.stderr)
-    return plan.workers
-
-
-def _plan_cluster(opts: SearchOptions, remaining: int) -> int:
-    """Workers on a joined cluster: what its resources (``ray.cluster_resources()``) hold."""
-    import ray
-
-    res = ray.cluster_resources()  # type: ignore[no-untyped-call]
-    plan = local_ray.plan_workers(
-        opts.workers, float(res.get("CPU", 0)), float(res.get("GPU", 0)),
-        opts.cpus_per_trial, opts.gpus_per_trial, remaining, "the cluster",
-    )  # fmt: skip
-    if plan.note:
-        print(plan.note, file=sys.stderr)
-    return plan.workers
-
-
-def _drive(
-    study: optuna.Study,
-    loaded: LoadedSpace,
-    opts: SearchOptions,
-    overrides: list[str],
-    spec: str,
-    cache_dir: Path | None,
-    n_trials: int,
-    workers: int,
-    timeout: float | None,
-    timings_path: Path,
-) -> None:
-    """Keep ``workers`` trials in flight until the budget of complete trials (or the timeout).
-
-    Every finished trial appends one JSON line to ``timings_path``: the worker's breakdown
-    (storage ask/attrs/tell, the trial's own timings) plus the driver's submit and receive
-    times, whose difference minus the worker's time is the Ray overhead.
-
-    Any Ray error of a task is handled here: a dead actor's trial is failed and re-queued and the
-    actor replaced; a task that raised gets its error recorded on its RUNNING trial (failed and
-    re-queued) and its actor replaced; a worker whose trial went stale is killed and replaced. A
-    :class:`StorageOutage` raised in a worker stops the search (nothing can be recorded).
-    """
-    import ray
-
-    remote = remote_worker(opts.cpus_per_trial, opts.gpus_per_trial)
-    threads = max(1, int(opts.cpus_per_trial))
-    seed = loaded.space.seed
-
-    def start(index: int) -> tuple[Any, str]:
-        wid = f"w{index}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
-        actor = remote.remote(
-            spec,
-            study.study_name,
-            str(loaded.path),
-            overrides,
-            str(cache_dir) if cache_dir else None,
-            threads,
-            seed + 1 + index,
-            wid,
-            str(timings_path.parent),  # the run directory: ticket point files (dse.tickets)
-        )
-        return actor, wid
-
-    pool = [start(i) for i in range(workers)]
-    idle = list(range(workers))
-    inflight: dict[Any, int] = {}
-    submitted: dict[Any, float] = {}
-    deadline = None if timeout is None else time.time() + timeout
-    states = budget_states(study)
-    complete, failed_before = states.get("COMPLETE", 0), states.get("FAIL", 0)
-    max_failures = max(10, n_trials)
-    bar = Progress(n_trials, complete, opts.progress)
-    last_check = 0.0
-    finished = False
-    stale, beat = stale_seconds(), heartbeat_seconds()
-    quiet_until = 0.0
-
-    def replace(i: int) -> None:
-        """Kill worker ``i`` (if it still lives) and start a fresh one in its place."""
-        try:
-            ray.kill(pool[i][0])
-        except Exception as exc:  # already gone
-            log.debug("kill %s: %s", pool[i][1], exc)
-        pool[i] = start(i)
-
-    def check_stale() -> None:
-        """Fail + re-queue trials whose worker is gone or silent; replace silent workers."""
-        live = {w for _, w in pool}
-        silent = {
-            str(t.user_attrs.get("worker"))
-            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if time.time() - float(t.user_attrs.get("heartbeat", time.time())) > stale
-        }
-        recover_orphans(study, stale, live)
-        for ref, i in list(inflight.items()):
-            if pool[i][1] in silent:  # stalled (SIGSTOP, swapping): its trial is retried
-                del inflight[ref]
-                submitted.pop(ref, None)
-                replace(i)
-                idle.append(i)
-
-    try:
-        while True:  # ``states`` is read once per pass, by the progress bar's update below
-            complete = states.get("COMPLETE", 0)
-            out_of_time = deadline is not None and time.time() > deadline
-            if states.get("FAIL", 0) - failed_before >= max_failures:
-                out_of_time = True  # something fails every trial: stop starting new ones
-            while idle and not out_of_time and complete + len(inflight) < n_trials:
-                i = idle.pop()
-                ref = pool[i][0].run_one.remote()
-                inflight[ref] = i
-                submitted[ref] = time.time()
-            if not inflight:
-                break
-            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
-            for ref in ready:
-                i = inflight.pop(ref)
-                sent = submitted.pop(ref, time.time())
-                try:
-                    done = ray.get(ref)
-                    _log_timings(timings_path, done, pool[i][1], sent, time.time())
-                except ray.exceptions.RayActorError:
-                    dead = pool[i][1]
-                    recover_orphans(study, stale, {w for _, w in pool if w != dead})
-                    pool[i] = start(i)
-                except ray.exceptions.RayError as err:  # the task raised (RayTaskError...)
-                    cause = getattr(err, "cause", None)
-                    if isinstance(cause, StorageOutage):
-                        raise StorageOutage(str(cause)) from None
-                    _record_task_error(study, pool[i][1], cause or err)
-                    replace(i)
-                idle.append(i)
-            now = time.time()
-            if last_check and now - last_check > max(stale / 2, 3 * beat):
-                quiet_until = now + 3 * beat  # the driver itself was blocked (storage down):
-                last_check = now  # give the heartbeats time to catch up before judging them
-            elif now - last_check > beat and now >= quiet_until:
-                check_stale()
-                last_check = now
-            states = bar.update(study)
-        finished = True
-    finally:
-        if finished:
-            bar.update(study)
-        bar.close()
-        for actor, _ in pool:
-            ray.kill(actor)
-
-
-def _record_task_error(study: optuna.Study, worker: str, error: BaseException) -> None:
-    """Fail + re-queue the RUNNING trial of ``worker`` with the task's error as the reason."""
-    reason = f"worker {worker} raised {type(error).__name__}: {error}".strip()
-    log.warning("%s", reason[:500])
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get("worker") == worker:
-            fail_trial(study, t, reason[:2000] + "; retried")
-
-
-def _log_timings(
-    path: Path, done: dict[str, Any], worker: str, submitted: float, received: float
-) -> None:
-    """Append one trial's wall-clock anatomy to ``path`` (JSON lines; best effort)."""
-    row = {
-        **done,
-        "worker": worker,
-        "submitted": submitted,
-        "received": received,
-        "round_trip_seconds": received - submitted,
-        "ray_overhead_seconds": received - submitted - float(done.get("seconds", 0.0)),
-    }
-    try:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-    except OSError:
-        pass  # a diagnostics file never stops the study
 
 
 def main(argv: Sequence[str] | None = None) -> int:

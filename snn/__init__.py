@@ -48,8 +48,6 @@ _EXPORTS: dict[str, str] = {
     "DenseRun": "snn.ticket",
     "RoundInfo": "snn.ticket",
     "TicketConfig": "snn.ticket",
-    "TicketResult": "snn.ticket",
-    "RoundRecord": "snn.ticket",
     "balance_layer_names": "snn.ticket",
     "find_ticket": "snn.ticket",
     "train_dense": "snn.ticket",

@@ -173,45 +173,6 @@ class RoundInfo:
     chose the map (recorded by its caller, which knows what the order is)."""
 
 
-@dataclass
-class RoundRecord:
-    """Per-round figures kept in :class:`TicketResult` (no masks)."""
-
-    round: int
-    accuracy: float
-    val_accuracy: float
-    sparsity: float
-    train_seconds: float
-    balance_seconds: float
-    eval_seconds: float
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-
-@dataclass
-class TicketResult:
-    """Outcome of :func:`find_ticket`: per-round records and the final ticket."""
-
-    rounds: list[RoundRecord]
-    final_masks: dict[str, np.ndarray]
-    final_pre_balance_masks: dict[str, np.ndarray]
-    final_profile: dict[str, Any]
-    final_state: dict[str, Tensor]
-    rewind_epoch: int
-    dense_accuracy: float
-
-    @property
-    def accuracy(self) -> float:
-        """Test accuracy of the final round."""
-        return self.rounds[-1].accuracy
-
-    @property
-    def sparsity(self) -> float:
-        """Weight sparsity of the final masks."""
-        return self.rounds[-1].sparsity
-
-
 def train_dense(
     model_cfg: ModelConfig,
     splits: Splits,
@@ -282,8 +243,10 @@ def find_ticket(
     n_pe: int | None = None,
     dense: DenseRun | None = None,
     on_round: Callable[[RoundInfo], None] | None = None,
-) -> TicketResult:
-    """Run the dense round (or reuse ``dense``) and ``ticket_cfg.rounds`` pruning rounds.
+) -> dict[str, Tensor]:
+    """Run the dense round (or reuse ``dense``) and ``ticket_cfg.rounds`` pruning rounds;
+    every round (masks, accuracy, profile, timings) is reported to ``on_round`` as a
+    :class:`RoundInfo`. Returns the final round's trained weights (on the CPU).
 
     ``pe_index``/``n_pe`` (required for ``balance="uticket"``): per-layer int64 arrays with the
     weight shapes, value = group * n_pe + pe, as produced by ``accelerator.pe_index``; or a
@@ -313,10 +276,6 @@ def find_ticket(
     masks = dense_masks(model)
     pre = masks
     ones = to_numpy_masks(masks)
-    records = [
-        RoundRecord(0, dense.accuracy, dense.val_accuracy, 0.0, dense.train_seconds, 0.0,
-                    dense.eval_seconds)
-    ]  # fmt: skip
     if on_round is not None:
         on_round(
             RoundInfo(
@@ -356,7 +315,6 @@ def find_ticket(
         profile = ev.profile
         val = _last_val(model, splits, tr.val_accuracy)
         sp = sparsity(masks)
-        records.append(RoundRecord(r, ev.accuracy, val, sp, tr.seconds, balance_s, ev.seconds))
         if on_round is not None:
             on_round(
                 RoundInfo(
@@ -373,15 +331,7 @@ def find_ticket(
                     eval_seconds=ev.seconds,
                 )
             )
-    return TicketResult(
-        rounds=records,
-        final_masks=to_numpy_masks(masks),
-        final_pre_balance_masks=to_numpy_masks(pre),
-        final_profile=profile,
-        final_state=clone_state(model, "cpu"),
-        rewind_epoch=dense.rewind_epoch,
-        dense_accuracy=dense.accuracy,
-    )
+    return clone_state(model, "cpu")
 
 
 def _check_pe_index(

@@ -49,7 +49,7 @@ def _pe_index(model_cfg: ModelConfig) -> dict[str, np.ndarray]:
 def test_find_ticket_end_to_end_and_reproducible(digits: Splits) -> None:
     cfg = TicketConfig(rounds=2, rate=0.25, rewind_epoch=1, seed=5)
     infos: list[RoundInfo] = []
-    a = find_ticket(MODEL, digits, TRAIN, cfg, on_round=infos.append)
+    state = find_ticket(MODEL, digits, TRAIN, cfg, on_round=infos.append)
     assert [i.round for i in infos] == [0, 1, 2]
     assert all(bool(m.all()) for m in infos[0].masks.values()) and infos[0].sparsity == 0.0
     for r, info in enumerate(infos):
@@ -58,19 +58,18 @@ def test_find_ticket_end_to_end_and_reproducible(digits: Splits) -> None:
         assert all(m.dtype == np.bool_ for m in info.masks.values())
         assert list(info.profile["layers"]) == ["conv1", "conv2", "fc"]
         assert 0.0 <= info.accuracy <= 1.0
-    assert [r.round for r in a.rounds] == [0, 1, 2]
-    assert a.sparsity == pytest.approx(1 - 0.75**2, abs=1e-3)
-    assert a.rewind_epoch == 1 and a.dense_accuracy == a.rounds[0].accuracy
-    assert a.final_profile == infos[-1].profile
-    # The final weights respect the final masks.
+    # The final weights (returned) respect the final round's masks.
     model = build_model(MODEL, (1, 8, 8), 10)
-    model.load_state_dict(a.final_state)
+    model.load_state_dict(state)
+    final = infos[-1].masks
     for n, layer in model.prunable().items():
-        assert bool((layer.weight.detach()[~torch.from_numpy(a.final_masks[n])] == 0).all())
-    # Same configs + seed -> identical masks and accuracies.
-    b = find_ticket(MODEL, digits, TRAIN, cfg)
-    assert [r.accuracy for r in a.rounds] == [r.accuracy for r in b.rounds]
-    assert all(np.array_equal(a.final_masks[k], b.final_masks[k]) for k in a.final_masks)
+        assert bool((layer.weight.detach()[~torch.from_numpy(final[n])] == 0).all())
+    # Same configs + seed -> identical masks, accuracies and weights.
+    again: list[RoundInfo] = []
+    state_b = find_ticket(MODEL, digits, TRAIN, cfg, on_round=again.append)
+    assert [i.accuracy for i in infos] == [i.accuracy for i in again]
+    assert all(np.array_equal(final[k], again[-1].masks[k]) for k in final)
+    assert all(torch.equal(state[k], state_b[k]) for k in state)
 
 
 def test_dense_run_save_load_and_reuse(digits: Splits, tmp_path: Path) -> None:
@@ -84,12 +83,12 @@ def test_dense_run_save_load_and_reuse(digits: Splits, tmp_path: Path) -> None:
     assert all(
         torch.equal(loaded.rewind_state[k], dense.rewind_state[k]) for k in dense.rewind_state
     )
-    fresh = find_ticket(MODEL, digits, TRAIN, cfg)
-    cached = find_ticket(MODEL, digits, TRAIN, cfg, dense=loaded)
-    assert [r.accuracy for r in fresh.rounds] == [r.accuracy for r in cached.rounds]
-    assert all(
-        np.array_equal(fresh.final_masks[k], cached.final_masks[k]) for k in fresh.final_masks
-    )
+    fresh: list[RoundInfo] = []
+    cached: list[RoundInfo] = []
+    find_ticket(MODEL, digits, TRAIN, cfg, on_round=fresh.append)
+    find_ticket(MODEL, digits, TRAIN, cfg, dense=loaded, on_round=cached.append)
+    assert [i.accuracy for i in fresh] == [i.accuracy for i in cached]
+    assert all(np.array_equal(fresh[-1].masks[k], cached[-1].masks[k]) for k in fresh[-1].masks)
     with pytest.raises(ValueError, match="rewind"):
         find_ticket(MODEL, digits, TRAIN, cfg.model_copy(update={"rewind_epoch": 1}), dense=loaded)
     with pytest.raises(ValueError, match="model config"):
@@ -237,9 +236,12 @@ def test_authors_options_prune_the_pre_balance_mask_at_the_trained_quantile(
     )
     pe = _pe_index(model_cfg)
     dense = train_dense(model_cfg, digits, TRAIN, seed=0, rewind_epoch=1)
-    one = find_ticket(model_cfg, digits, TRAIN, cfg, pe_index=pe, n_pe=16, dense=dense)
+    first: list[RoundInfo] = []
+    one = find_ticket(
+        model_cfg, digits, TRAIN, cfg, pe_index=pe, n_pe=16, dense=dense, on_round=first.append
+    )
     infos: list[RoundInfo] = []
-    two = find_ticket(
+    find_ticket(
         model_cfg,
         digits,
         TRAIN,
@@ -249,14 +251,14 @@ def test_authors_options_prune_the_pre_balance_mask_at_the_trained_quantile(
         dense=dense,
         on_round=infos.append,
     )
-    assert two.rounds[1].accuracy == one.rounds[1].accuracy  # round 1 is deterministic
+    assert infos[1].accuracy == first[1].accuracy  # round 1 is deterministic
     r1 = infos[1]
     assert not np.array_equal(r1.masks["conv2"], r1.pre_balance_masks["conv2"])  # balanced
     for n in ("conv1", "fc"):  # not balanced by the authors' code
         assert np.array_equal(r1.masks[n], r1.pre_balance_masks[n])
     model = build_model(model_cfg, (1, 8, 8), 10)
-    model.load_state_dict(one.final_state)
-    expected = threshold_prune(model, one.final_pre_balance_masks, 0.25)
+    model.load_state_dict(one)
+    expected = threshold_prune(model, first[-1].pre_balance_masks, 0.25)
     got = infos[2].pre_balance_masks
     assert all(np.array_equal(got[n], expected[n].numpy()) for n in got)
     # a recovered weight (in round 1's balanced mask, not its pre-balance mask) never survives
