@@ -20,9 +20,9 @@ mapping it was balanced for) and writes ``benchmarks/results/reproduce_scale.{js
 Tables I/II at matched sparsity and Table III (a trained u-Ticket ticket re-balanced for 2..64
 PEs, mapping K, normalized to 2 PEs).
 
-Run: ``python benchmarks/reproduce_scale.py`` (the paper's 14 rounds at 25 %; about 1.3 h of
+Run: ``python benchmarks/reproduce_scale.py`` (the paper's 14 rounds at 25 %; about 1 h of
 one uncontended core for 2 models x 3 seeds) or ``--rate 0.5 --rounds 6`` (98.4 % in 6 rounds;
-about 35 min). Several processes started with the same arguments share the (model, seed) jobs
+about 30 min). Several processes started with the same arguments share the (model, seed) jobs
 (each claims one at a time), and a restarted run skips finished tickets. After a cost-model
 change: ``python benchmarks/reproduce_scale.py --report-only`` (same arguments).
 """
@@ -57,14 +57,6 @@ PAPER_TABLE3 = {2: (1, 1), 4: (0.49, 1.01), 8: (0.25, 1.02), 16: (0.12, 0.95), 3
 PAPER_TABLE3[64] = (0.03, 1.04)
 TARGETS = (0.90, 0.95, 0.98)
 """Sparsities at which Tables I/II compare the tickets (each method's nearest round)."""
-
-
-def utilization_authors(report: Any) -> float:
-    """The network utilization the authors' code prints: the unweighted mean of the layer
-    utilizations over conv layers 2..N (every conv but the first, no linear layer)."""
-    convs = [layer for layer in report.layers if len(layer.shape) == 4]
-    vals = [layer.utilization for layer in convs[1:] if np.isfinite(layer.utilization)]
-    return float(np.mean(vals)) if vals else float("nan")
 
 
 def accel_config(dataflow: str, n_pe: int = 16) -> Any:
@@ -301,7 +293,7 @@ def score_all(args: argparse.Namespace, out: Path, log: Any) -> dict[str, Any]:
                                 "sparsity": record["sparsity"],
                                 "utilization": rep.utilization,
                                 "utilization_plain": rep.utilization_unweighted,
-                                "utilization_authors": utilization_authors(rep),
+                                "utilization_authors": rep.utilization_authors,
                                 "cycles": rep.cycles,
                                 "compute_cycles": sum(x.compute_cycles for x in rep.layers),
                                 "latency_us": rep.seconds * 1e6,
