@@ -68,7 +68,8 @@ def vgg16_shapes(in_channels: int = 3) -> list[tuple[int, ...]]:
 
 
 def resnet19_shapes() -> list[tuple[int, ...]]:
-    """Conv + FC layers of ResNet-19 (arXiv 2302.06746, Sec. IV): stem, BasicBlocks [3,3,2] at 128/256/512."""
+    """Conv + FC layers of ResNet-19 (arXiv 2302.06746): stem, BasicBlocks [3,3,2] at
+    128/256/512."""
     shapes: list[tuple[int, ...]] = [(64, 3, 3, 3)]
     c = 64
     for width, blocks in ((128, 3), (256, 3), (512, 2)):
