@@ -135,6 +135,20 @@ class DesignPoint:
             "seed": self.seed,
         }
 
+    def attrs(self) -> dict[str, Any]:
+        """The point as trial user attributes: the whole point (re-runnable with
+        :meth:`from_dict`) and the columns tables and plots group by."""
+        a = self.accelerator
+        return {
+            "design_point": self.to_dict(),
+            "dataflow": a.dataflow.value,
+            "balance": self.pruning.balance,
+            "n_pe": a.n_pe,
+            "pe_rows": a.pe_array.rows,
+            "pe_cols": a.pe_array.cols,
+            "rounds": self.pruning.rounds,
+        }
+
     def flat(self) -> dict[str, Any]:
         """Dotted-path view of :meth:`to_dict` (what dashboards and CSV files show)."""
         out: dict[str, Any] = {}

@@ -88,13 +88,7 @@ def trial_attrs(result: TrialResult) -> dict[str, Any]:
     p = result.point
     return {
         "metrics": result.metrics,
-        "design_point": p.to_dict(),
-        "dataflow": p.accelerator.dataflow.value,
-        "balance": p.pruning.balance,
-        "n_pe": p.accelerator.n_pe,
-        "pe_rows": p.accelerator.pe_array.rows,
-        "pe_cols": p.accelerator.pe_array.cols,
-        "rounds": p.pruning.rounds,
+        **p.attrs(),
         "sparsity": result.metrics["sparsity"],
         "utilization": result.metrics["utilization"],
         "cache_ticket": result.cache["ticket"],

@@ -62,6 +62,22 @@ def apply_masks(model: SpikingNet, masks: MaskLike) -> None:
             weight.masked_fill_(~mask.to(weight.device), 0.0)
 
 
+def _weights_and_masks(
+    model_or_weights: SpikingNet | Mapping[str, Tensor], masks: MaskLike
+) -> tuple[dict[str, Tensor], Masks]:
+    """The prunable weights and the masks as torch tensors; every masked layer needs a weight."""
+    weights = (
+        prunable_weights(model_or_weights)
+        if isinstance(model_or_weights, nn.Module)
+        else dict(model_or_weights)
+    )
+    tmasks = to_torch_masks(masks)
+    missing = set(tmasks) - set(weights)
+    if missing:
+        raise KeyError(f"no weights for masked layers: {sorted(missing)}")
+    return weights, tmasks
+
+
 def magnitude_prune(
     model_or_weights: SpikingNet | Mapping[str, Tensor],
     masks: MaskLike,
@@ -77,15 +93,7 @@ def magnitude_prune(
     """
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"rate must be in [0, 1], got {rate}")
-    weights = (
-        prunable_weights(model_or_weights)
-        if isinstance(model_or_weights, nn.Module)
-        else dict(model_or_weights)
-    )
-    tmasks = to_torch_masks(masks)
-    missing = set(tmasks) - set(weights)
-    if missing:
-        raise KeyError(f"no weights for masked layers: {sorted(missing)}")
+    weights, tmasks = _weights_and_masks(model_or_weights, masks)
     names = list(tmasks)
     if scope == "layer":
         return {n: _prune_flat([weights[n]], [tmasks[n]], rate)[0] for n in names}
@@ -119,15 +127,7 @@ def threshold_prune(
     """
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"rate must be in [0, 1), got {rate}")
-    weights = (
-        prunable_weights(model_or_weights)
-        if isinstance(model_or_weights, nn.Module)
-        else dict(model_or_weights)
-    )
-    tmasks = to_torch_masks(masks)
-    missing = set(tmasks) - set(weights)
-    if missing:
-        raise KeyError(f"no weights for masked layers: {sorted(missing)}")
+    weights, tmasks = _weights_and_masks(model_or_weights, masks)
     mags = {n: weights[n].detach().float().abs().cpu() for n in tmasks}
     for n, m in tmasks.items():
         if m.shape != mags[n].shape:
