@@ -65,7 +65,8 @@ def drive_exhaustive(
 ) -> dict[str, int]:
     """Train and score every ticket not yet in ``run_dir`` on up to ``workers`` Ray actors
     (``opts``: the search's options, for resources and the progress bar); a bar counts
-    tickets, with an ETA. Returns ``{"tickets", "done_before", "trained_now"}``."""
+    tickets, with an ETA. Returns ``{"tickets", "done_before", "trained_now", "failed"}`` (failed:
+    tickets still unscored after three attempts)."""
     import ray
 
     from dse.worker import remote_worker
@@ -142,7 +143,13 @@ def drive_exhaustive(
             bar.close()
         for actor in pool:
             ray.kill(actor)
-    return {"tickets": len(tickets), "done_before": done_before, "trained_now": trained}
+    failed = sum(1 for key in tickets if read_ticket(run_dir, key) is None)
+    return {
+        "tickets": len(tickets),
+        "done_before": done_before,
+        "trained_now": trained,
+        "failed": failed,
+    }
 
 
 def _retry(queue: list[dict[str, Any]], attempts: dict[int, int], a: dict[str, Any]) -> None:

@@ -156,6 +156,7 @@ def run_search(opts: SearchOptions) -> dict[str, Any]:
         )
         orphans = recover_orphans(study, None, set())
         t_start = time.time()
+        unscored = 0
         exhaustive, already = exhaustive_plan(loaded, run_dir, budget_states(study), n_trials)
         if not already:
             remaining = (
@@ -168,10 +169,10 @@ def run_search(opts: SearchOptions) -> dict[str, Any]:
                 if opts.address:
                     workers = plan_cluster(opts, remaining)
                 if exhaustive is not None:
-                    drive_exhaustive(
+                    unscored = drive_exhaustive(
                         study, loaded, opts, overrides, spec, cache_dir, workers, run_dir,
                         exhaustive,
-                    )  # fmt: skip
+                    )["failed"]  # fmt: skip
                 else:
                     drive(
                         study, loaded, opts, overrides, spec, cache_dir, n_trials, workers,
@@ -184,6 +185,7 @@ def run_search(opts: SearchOptions) -> dict[str, Any]:
         states = budget_states(study)
         return {
             "already_complete": already,
+            "tickets_failed": unscored,
             "n_trials": n_trials,
             "tickets": ticket_summary(run_dir, study),
             "run_dir": run_dir,
@@ -234,6 +236,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{summary['wall_seconds']:.0f} s; results in {summary['run_dir']}\n"
         f"inspect: optuna-dashboard --host 127.0.0.1 {summary['storage']}"
     )
+    if summary["tickets_failed"]:
+        print(
+            f"error: {summary['tickets_failed']} tickets failed three times (messages above); "
+            "the front lacks their points: re-run the same command to retry only them",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
