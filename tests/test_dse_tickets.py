@@ -339,3 +339,34 @@ def test_random_start_up_counts_proposals_not_derived_trials(tmp_path: Path) -> 
         used.append(sampler._chosen[trial.number] is sampler.random)
         study.tell(trial, float(trial.params["x"]))
     assert used == [True, True, True, False, False]
+
+
+class FailingTicketWorker:
+    """A worker whose every ticket raises (a RayTaskError for the exhaustive driver)."""
+
+    def __init__(self, *args: object) -> None:
+        pass
+
+    def score_ticket(self, assignments: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("injected ticket failure")
+
+
+def test_exhaustive_run_with_failing_tickets_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ticket that fails three times is reported and the run exits 1 (re-running retries it)."""
+    import sys
+
+    import ray
+
+    import dse.worker
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(dse.worker, "Worker", FailingTicketWorker)  # what remote_worker wraps
+    params = {"accelerator.dataflow": {"type": "categorical", "choices": ["K", "C"]}}
+    space = tiny_space(tmp_path, params=params)
+    argv = ["--space", str(space), "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main([*argv, *(f"--set={s}" for s in FAST), "--workers", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "injected ticket failure" in err
+    assert "2 tickets failed three times" in err  # u-Ticket on K and on C: two tickets
