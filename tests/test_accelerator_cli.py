@@ -115,16 +115,20 @@ def test_bad_input_exits_2_with_one_line(
         assert phrase in err, (phrase, err)
 
 
-def test_module_entry_point_without_traceback(tmp_path: Path, masks_file: Path) -> None:
+@pytest.mark.parametrize("module", ["accelerator", "accelerator.evaluate"])
+def test_module_entry_point_without_traceback(
+    tmp_path: Path, masks_file: Path, module: str
+) -> None:
+    """Both entry points (the package and the documented ``accelerator.evaluate``) run the CLI."""
     ok = subprocess.run(
-        [sys.executable, "-m", "accelerator.evaluate", str(PAPER_K), str(masks_file), "--json"],
+        [sys.executable, "-m", module, str(PAPER_K), str(masks_file), "--json"],
         capture_output=True,
         text=True,
         cwd=ROOT,
     )
     assert ok.returncode == 0 and json.loads(ok.stdout)["n_pe"] == 16
     bad = subprocess.run(
-        [sys.executable, "-m", "accelerator.evaluate", str(tmp_path / "x.yaml"), str(masks_file)],
+        [sys.executable, "-m", module, str(tmp_path / "x.yaml"), str(masks_file)],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -145,16 +149,6 @@ def test_function_survives_cli_import() -> None:
 
     report = accelerator.evaluate(accelerator.AcceleratorConfig(), {"w": np.ones((4, 4), bool)})
     assert report.nonzeros == 16
-
-
-def test_package_entry_point(masks_file: Path) -> None:
-    ok = subprocess.run(
-        [sys.executable, "-m", "accelerator", str(PAPER_K), str(masks_file), "--json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert ok.returncode == 0 and json.loads(ok.stdout)["n_pe"] == 16
 
 
 def test_workload_mapping_order_from_yaml(
