@@ -157,12 +157,11 @@ def run_search(opts: SearchOptions) -> dict[str, Any]:
         orphans = recover_orphans(study, None, set())
         t_start = time.time()
         unscored = 0
-        exhaustive, already = exhaustive_plan(loaded, run_dir, budget_states(study), n_trials)
+        before = budget_states(study)
+        exhaustive, already = exhaustive_plan(loaded, run_dir, before, n_trials)
         if not already:
             remaining = (
-                len(exhaustive)
-                if exhaustive is not None
-                else n_trials - budget_states(study).get("COMPLETE", 0)
+                len(exhaustive) if exhaustive is not None else n_trials - before.get("COMPLETE", 0)
             )
             workers = plan_local(opts, remaining) if not opts.address else 1
             with ray_session(opts, run_dir, workers):
