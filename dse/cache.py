@@ -7,7 +7,8 @@ Training is the expensive part of a trial, and most trials repeat someone else's
 - a plain LTH ticket does not depend on the hardware: one entry per pruning schedule serves
   every PE array and dataflow;
 - a u-Ticket ticket depends on the PE partition of every layer (the ``pe_index`` tables), not on
-  the array's name: arrays that partition the network the same way share an entry.
+  the array's name or size: arrays that partition the network the same way, up to an
+  order-preserving renumbering of PEs and groups (:func:`partition_digest`), share an entry.
 
 Entries hold every round, so a schedule of R rounds is served by any entry with >= R rounds of
 the same rate/scope/balancing. Files are written to a temporary name and renamed (atomic on
@@ -61,8 +62,15 @@ def dense_key(point: DesignPoint) -> str:
     )
 
 
-def partition_digest(pe_index: dict[str, np.ndarray]) -> str:
-    """Hash of the PE partition of every layer (read through broadcast views cheaply)."""
+def partition_digest(pe_index: dict[str, np.ndarray], n_pe: int) -> str:
+    """Hash of the PE partition of every layer: which weights share a PE, and which PEs share a
+    group, with PEs and groups renumbered ``0, 1, ...`` in their order and empty PEs dropped.
+
+    :func:`snn.uticket.balance` draws its random choices PE by PE in the order of the PE
+    numbers and ignores PEs that hold no weight, so two maps with the same renumbered
+    partition (e.g. a 32-filter layer on 32 or on 64 PEs of the K dataflow) get bit-identical
+    masks and are one ticket (tested). Broadcast views are read cheaply.
+    """
     h = hashlib.sha256()
     for name, idx in pe_index.items():
         sl = tuple(
@@ -70,9 +78,17 @@ def partition_digest(pe_index: dict[str, np.ndarray]) -> str:
             for s, n in zip(idx.strides, idx.shape, strict=True)
         )
         compact = np.ascontiguousarray(idx[sl], dtype=np.int64)
+        _, group_rank = np.unique(compact // n_pe, return_inverse=True)
+        pairs, pair_rank = np.unique(compact, return_inverse=True)
+        pair_group = pairs // n_pe
+        first = np.r_[0, np.flatnonzero(np.diff(pair_group)) + 1]
+        pe_rank = np.arange(pairs.size) - np.repeat(first, np.diff(np.r_[first, pairs.size]))
         h.update(name.encode())
         h.update(repr(idx.shape).encode())
-        h.update(compact.tobytes())
+        h.update(np.ascontiguousarray(group_rank.reshape(compact.shape), np.int64).tobytes())
+        h.update(
+            np.ascontiguousarray(pe_rank[pair_rank].reshape(compact.shape), np.int64).tobytes()
+        )
     return h.hexdigest()
 
 
@@ -82,8 +98,7 @@ def ticket_key(point: DesignPoint, pe_index: dict[str, np.ndarray], n_pe: int) -
     pruning.pop("rounds")
     key: dict[str, Any] = {"kind": "ticket", "dense": dense_key(point), "pruning": pruning}
     if point.pruning.balance == "uticket":
-        key["partition"] = partition_digest(pe_index)
-        key["n_pe"] = n_pe
+        key["partition"] = partition_digest(pe_index, n_pe)
         if point.accelerator.mapping_order != "fixed":  # the map then depends on the masks
             key["mapping_order"] = point.accelerator.mapping_order
     return _digest(key)
