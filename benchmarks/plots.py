@@ -1,8 +1,8 @@
 """Plots for RESULTS.md from the benchmark JSON files (no re-measuring).
 
 Run: ``python benchmarks/plots.py``. Reads ``results/*.json`` and writes next to them:
-``cost_model.png``, ``balance.png``, ``reproduce_tables.png``, ``table3.png``, ``samplers.png``
-and ``search.png``; a missing JSON skips its plot.
+``cost_model.png``, ``balance.png``, ``reproduce_tables.png``, ``table3.png``, ``samplers.png``,
+``search.png`` and ``tickets_full_replay.png``; a missing JSON skips its plot.
 """
 
 from __future__ import annotations
@@ -149,7 +149,47 @@ def search(data: Any, plt: Any) -> Any:
     return fig
 
 
+def _step(curve: list[dict[str, float]], key: str, grid: np.ndarray) -> np.ndarray:
+    """``key`` of the last curve point at or before each training-seconds value of ``grid``."""
+    x = np.array([p["train_seconds"] for p in curve])
+    y = np.array([p[key] for p in curve], dtype=float)
+    idx = np.searchsorted(x, grid, side="right") - 1
+    return np.where(idx >= 0, y[np.maximum(idx, 0)], np.nan)
+
+
+def tickets_full_replay(data: Any, plt: Any) -> Any:
+    """Epsilon and exact-front points found against training seconds, median and range over
+    sampler seeds, per search (replayed on the exact run's tickets)."""
+    runs = data["replay"]["runs"]
+    top = max(p["train_seconds"] for r in runs for p in r["curve"])
+    grid = np.linspace(0, top, 200)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for name in dict.fromkeys(r["search"] for r in runs):
+        mine = [r for r in runs if r["search"] == name and r["curve"]]
+        for ax, key in zip(axes, ("epsilon", "found"), strict=True):
+            ys = np.array([_step(r["curve"], key, grid) for r in mine])
+            med = np.nanmedian(ys, axis=0) if len(ys) else grid * np.nan
+            (line,) = ax.plot(grid, med, label=f"{name} ({len(mine)} seeds)")
+            ax.fill_between(
+                grid,
+                np.nanmin(ys, axis=0),
+                np.nanmax(ys, axis=0),
+                alpha=0.15,
+                color=line.get_color(),
+            )
+    axes[0].axhline(0.02, color="k", lw=0.8, ls="--")
+    axes[0].set_ylabel("additive epsilon to the exact front")
+    axes[0].set_ylim(0, 0.3)
+    axes[1].axhline(data["exact"]["front_points"] / 2, color="k", lw=0.8, ls="--")
+    axes[1].set_ylabel(f"exact-front points found (of {data['exact']['front_points']})")
+    for ax in axes:
+        ax.set_xlabel("training seconds (charged from the exact run)")
+        ax.legend(fontsize=7)
+    return fig
+
+
 PLOTS: dict[str, Callable[[Any, Any], Any]] = {
+    "tickets_full_replay": tickets_full_replay,
     "cost_model": cost_model,
     "balance": balance,
     "reproduce_tables": reproduce_tables,

@@ -151,7 +151,7 @@ def drive(
 
     remote = remote_worker(opts.cpus_per_trial, opts.gpus_per_trial)
     threads = max(1, int(opts.cpus_per_trial))
-    seed = loaded.space.seed
+    seed = loaded.space.sampler.seed_of(loaded.space.seed)
 
     def start(index: int) -> tuple[Any, str]:
         wid = f"w{index}-{os.getpid()}-{time.monotonic_ns() % 10**6}"

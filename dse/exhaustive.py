@@ -84,7 +84,7 @@ def drive_exhaustive(
             overrides,
             str(cache_dir) if cache_dir else None,
             threads,
-            loaded.space.seed + 1 + index,
+            loaded.space.sampler.seed_of(loaded.space.seed) + 1 + index,
             wid,
             str(run_dir),
         )

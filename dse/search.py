@@ -152,7 +152,11 @@ def run_search(opts: SearchOptions) -> dict[str, Any]:
     with run_lock(run_dir):
         spec = storage_spec(opts.storage, run_dir)
         study = create_study(
-            loaded, spec, name, space.seed, allow_changed_space=opts.allow_changed_space
+            loaded,
+            spec,
+            name,
+            space.sampler.seed_of(space.seed),
+            allow_changed_space=opts.allow_changed_space,
         )
         orphans = recover_orphans(study, None, set())
         t_start = time.time()
@@ -231,8 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{summary['wall_seconds']:.0f} s"
     )
     print(
-        f"\n{states.get('COMPLETE', 0)} complete, {states.get('FAIL', 0)} failed trials in "
-        f"{summary['wall_seconds']:.0f} s; results in {summary['run_dir']}\n"
+        f"\n{states.get('COMPLETE', 0)} complete, {states.get('FAIL', 0)} failed proposed "
+        f"trials in {summary['wall_seconds']:.0f} s; results in {summary['run_dir']}\n"
         f"inspect: optuna-dashboard --host 127.0.0.1 {summary['storage']}"
     )
     if summary["tickets_failed"]:

@@ -135,11 +135,20 @@ class Constraint(_Strict):
 class SamplerSpec(_Strict):
     """Optuna sampler and its options."""
 
-    name: Literal["nsga2", "nsga3", "tpe", "random", "qmc", "gp", "exhaustive"] = Field(
+    name: Literal["nsga2", "nsga3", "tpe", "random", "qmc", "gp", "ticket", "exhaustive"] = Field(
         "tpe",
         description="tpe (default: multivariate TPE with constant liar, the best hypervolume "
-        "per trial in benchmarks/bench_samplers.py), nsga2, nsga3, random, qmc, gp, or "
-        "exhaustive (exact mode: every point of a finite space, each ticket trained once).",
+        "per trial in benchmarks/bench_samplers.py), nsga2, nsga3, random, qmc, gp, ticket "
+        "(ticket-centric: train the ticket whose predicted points add the most hypervolume, "
+        "dse.ticket_sampler; needs derive: true), or exhaustive (exact mode: every point of a "
+        "finite space, each ticket trained once).",
+    )
+    seed: int | None = Field(
+        None,
+        ge=0,
+        le=2**31 - 1,
+        description="Seed of the sampler alone (default: the space's seed). Another value "
+        "gives other proposals on the same tickets and the same exact front.",
     )
     population_size: int | None = Field(
         None, ge=2, description="NSGA-II/III population per generation."
@@ -151,6 +160,16 @@ class SamplerSpec(_Strict):
         "space it serves, and its non-dominated points join the study as derived trials "
         "(dse.tickets). false: one design point per trial, a plain Optuna study.",
     )
+
+    @model_validator(mode="after")
+    def _ticket_needs_derive(self) -> SamplerSpec:
+        if self.name == "ticket" and not self.derive:
+            raise ValueError("name 'ticket' chooses tickets to train: it needs derive: true")
+        return self
+
+    def seed_of(self, space_seed: int) -> int:
+        """The sampler's seed: ``seed`` when given, else the space's."""
+        return self.seed if self.seed is not None else space_seed
 
 
 def _default_objectives() -> list[Objective]:

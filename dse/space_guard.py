@@ -3,8 +3,10 @@
 A study stores its *resolved space*: the validated space as data with the accelerator section
 replaced by the full accelerator it resolves to (so an edited base file counts as a change, a
 moved one does not). Left out, because they legitimately differ between runs of one study:
-the budget and time limit (``n_trials``, ``timeout``), the study name (the key itself), where the
-data lives (``data.root``) and where training runs (``train.num_threads``, ``train.device``);
+the budget and time limit (``n_trials``, ``timeout``), the study name (the key itself), the
+sampler (it decides which points are proposed, never what a point scores: switching from TPE
+to the ticket sampler, or another ``sampler.seed``, continues the same study), where the data
+lives (``data.root``) and where training runs (``train.num_threads``, ``train.device``);
 ``--workers``, ``--storage``, ``--cache`` and the other command-line flags are not part of the
 space at all.
 """
@@ -20,7 +22,7 @@ from dse.space import LoadedSpace
 
 STUDY_ATTR = "resolved_space"
 DIGEST_ATTR = "space_digest"
-IGNORED_TOP = ("n_trials", "timeout", "study")
+IGNORED_TOP = ("n_trials", "timeout", "study", "sampler")
 
 
 def resolved_space(loaded: LoadedSpace) -> dict[str, Any]:
@@ -50,7 +52,9 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Dotted fields whose value differs: ``"train.epochs: 3 -> 2"`` (sorted)."""
+    """Dotted fields whose value differs: ``"train.epochs: 3 -> 2"`` (sorted). Fields left
+    out of resolved spaces are ignored in ``stored`` too (a study stored by an older version)."""
+    stored = {k: v for k, v in stored.items() if k not in IGNORED_TOP}
     a, b = _flatten(stored), _flatten(current)
     out = []
     for key in sorted(set(a) | set(b)):

@@ -163,8 +163,8 @@ def create_study(
     resolved = space_guard.resolved_space(loaded)
     digest = space_guard.digest(resolved)
     stored_space = study.user_attrs.get(space_guard.STUDY_ATTR)
-    if stored_space is not None and study.user_attrs.get(space_guard.DIGEST_ATTR) != digest:
-        changed = space_guard.differences(stored_space, resolved)
+    changed = [] if stored_space is None else space_guard.differences(stored_space, resolved)
+    if changed:
         if not allow_changed_space:
             shown = "; ".join(changed[:5]) + (
                 f"; and {len(changed) - 5} more" if len(changed) > 5 else ""

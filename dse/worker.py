@@ -74,7 +74,7 @@ def make_sampler(space: Space, seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.NSGAIISampler(population_size=spec.population_size or 50, seed=seed)
     if spec.name == "nsga3":
         return optuna.samplers.NSGAIIISampler(population_size=spec.population_size or 50, seed=seed)
-    if spec.name == "tpe":
+    if spec.name in ("tpe", "ticket"):  # workers replace "ticket" (dse.ticket_sampler)
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True)
     if spec.name == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
@@ -213,7 +213,12 @@ class Worker:
         self.run_dir = Path(run_dir) if run_dir else None
         derive = self.space.sampler.derive and self.run_dir and self.cache
         self.tickets = TicketSpace(self.loaded) if derive else None
-        if self.tickets is not None:  # start-up counted in proposals, not derived trials
+        if self.tickets is not None and self.space.sampler.name == "ticket":
+            from dse.ticket_sampler import TicketSampler
+
+            assert self.run_dir is not None and self.cache is not None
+            self.study.sampler = TicketSampler(self.tickets, self.run_dir, self.cache, seed)
+        elif self.tickets is not None:  # start-up counted in proposals, not derived trials
             self.study.sampler = startup_by_proposals(self.study.sampler, self.space, seed)
         self.init_seconds: float | None = time.perf_counter() - t0  # reported with trial 1
 

@@ -14,12 +14,14 @@ import pytest
 import yaml
 from test_dse_search import dashboard_detail, load, search_argv
 
+from accelerator import pe_index
 from dse.cache import TicketCache
 from dse.design import DesignPoint
 from dse.search import main
 from dse.space import load_space
 from dse.tickets import TicketSpace, budget_states, finite_values, front_rows
-from dse.trial import run_trial, ticket_rounds
+from dse.trial import load_splits, run_trial, ticket_rounds, weight_shapes
+from snn.uticket import balance
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["train.epochs=1", "pruning.rewind_epoch=1", "model.width=0.5", "train.num_threads=1"]
@@ -93,6 +95,37 @@ def test_lth_ticket_serves_every_hardware_and_uticket_its_partition(tmp_path: Pa
         served = ts.served(a, key)
         expected = 4 if a["pruning.balance"] == "none" else 1
         assert len(served) == expected
+
+
+def test_maps_with_one_ticket_key_balance_to_identical_masks() -> None:
+    """The ticket key merges PE maps that renumber the same partition (e.g. K on 32 and on
+    64 PEs of a 32-filter layer); that is exact only if u-Ticket gives such maps bit-identical
+    masks. Checked for every hardware configuration of the default space, on random masks."""
+    ts = TicketSpace(load_space())
+    shapes = weight_shapes(ts.point({}), load_splits(ts.point({})))
+    rng = np.random.default_rng(0)
+    masks = {n: rng.random(s) < 0.3 for n, s in shapes.items()}
+    by_key: dict[str, list[dict[str, np.ndarray]]] = {}
+    for rows in range(1, 9):
+        for cols in range(1, 9):
+            for dataflow in ["K", "C", "KC"]:
+                a = {
+                    "accelerator.pe_array.rows": rows,
+                    "accelerator.pe_array.cols": cols,
+                    "accelerator.dataflow": dataflow,
+                    "pruning.balance": "uticket",
+                }
+                point = ts.point(a)
+                pe = {n: pe_index(s, point.accelerator) for n, s in shapes.items()}
+                out = balance(masks, pe, point.accelerator.n_pe, seed=3)
+                by_key.setdefault(ts.key(point), []).append(out)
+    assert 100 <= len(by_key) < 150  # 192 configurations, 106 partitions
+    merged = [group for group in by_key.values() if len(group) > 1]
+    assert len(merged) > 40
+    for group in merged:
+        for other in group[1:]:
+            for n in masks:
+                assert np.array_equal(group[0][n], other[n])
 
 
 @pytest.fixture(scope="module")
@@ -215,9 +248,11 @@ def test_derived_point_reevaluated_alone_is_identical(proposal_run: Path, tmp_pa
 def test_grid_scoring_of_a_uticket_subset_selects_its_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A u-Ticket ticket on K serves only the arrays of its PE count (2x8, 4x4, 8x2 of 3x3):
-    the grid is the Cartesian superset, and each served configuration must read its own row
-    (rows of the other arrays, or of another clock or buffer, differ)."""
+    """A u-Ticket ticket on K serves only the arrays of its partition: of 3x3 arrays, those
+    of 16 PEs (2x8, 4x4, 8x2) and, since no layer of the half-width net has more than 16
+    filters, those of 32 and 64 (each filter on its own PE). The grid is the Cartesian
+    superset, and each served configuration must read its own row (rows of the other arrays,
+    or of another clock or buffer, differ)."""
     import accelerator
     import dse.trial
     from dse.metrics import metrics_of
@@ -237,7 +272,7 @@ def test_grid_scoring_of_a_uticket_subset_selects_its_rows(
     point = ts.point({**a, "pruning.rounds": 1})
     served = ts.served(a, ts.key(point))
     arrays = {(p.accelerator.pe_array.rows, p.accelerator.pe_array.cols) for _, p in served}
-    assert arrays == {(2, 8), (4, 4), (8, 2)} and len(served) == 12
+    assert arrays == {(2, 8), (4, 4), (8, 2), (4, 8), (8, 4), (8, 8)} and len(served) == 24
     configs = [p.accelerator for _, p in served]
     rounds, *_ = ticket_rounds(point)
     expected = [
@@ -370,3 +405,58 @@ def test_exhaustive_run_with_failing_tickets_exits_1(
     err = capsys.readouterr().err
     assert "injected ticket failure" in err
     assert "2 tickets failed three times" in err  # u-Ticket on K and on C: two tickets
+
+
+def test_ticket_sampler_trains_a_new_ticket_per_proposal_roots_first(
+    exhaustive_run: Path, tmp_path: Path
+) -> None:
+    """``sampler: ticket`` on the tiny space (5 tickets), with the exact run's ticket cache so
+    nothing is trained again: the 5 proposals of 2 parallel workers claim 5 distinct tickets,
+    the plain lottery ticket (the root every u-Ticket prediction needs) among the first two;
+    a 6th proposal, with every ticket trained, costs nothing."""
+    run = tmp_path / "run"
+    space = tiny_space(tmp_path, sampler={"name": "ticket"})
+    argv = search_argv(space, run, "--n-trials", "5", "--workers", "2")
+    argv += [f"--set={s}" for s in FAST] + ["--cache", str(exhaustive_run / "cache")]
+    assert main(argv) == 0
+    proposed = sorted(
+        (t for t in load(run).trials if t.user_attrs.get("source") != "derived"),
+        key=lambda t: t.number,
+    )
+    assert [t.user_attrs["source"] for t in proposed] == ["trained"] * 5
+    assert len({t.user_attrs["ticket"] for t in proposed}) == 5
+    assert "none" in {t.params["pruning.balance"] for t in proposed[:2]}
+    assert (
+        main(
+            [*argv[: argv.index("--n-trials")], "--n-trials", "6", *argv[argv.index("--workers") :]]
+        )
+        == 0
+    )
+    sources = [
+        t.user_attrs["source"] for t in load(run).trials if t.user_attrs.get("source") != "derived"
+    ]
+    assert sources.count("trained") == 5 and sources.count("proposed") == 1
+
+
+def test_ticket_sampler_gain_and_claims(tmp_path: Path) -> None:
+    from dse.ticket_sampler import TicketSampler
+
+    current = np.array([[0.0, 1.0], [1.0, 0.0]])
+    assert TicketSampler.gain(current, np.array([[0.5, 0.5]])) > 0  # extends the front
+    assert TicketSampler.gain(current, np.array([[1.0, 1.0]])) == 0.0  # dominated
+    assert TicketSampler.gain(current, np.zeros((0, 2))) == 0.0
+    ts = TicketSpace(load_space(tiny_space(tmp_path, sampler={"name": "ticket"}), FAST))
+    sampler = TicketSampler(ts, tmp_path / "run", TicketCache(tmp_path / "cache"), seed=0)
+    assert sampler.claim("t1", number=3, live={3})
+    assert not sampler.claim("t1", number=4, live={3})  # trial 3 still runs
+    assert sampler.claim("t1", number=4, live=set())  # trial 3 is gone: taken over
+    assert (tmp_path / "run" / "points" / ".claims" / "t1").read_text() == "4"
+
+
+def test_ticket_sampler_needs_derived_points(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    space = tiny_space(tmp_path, sampler={"name": "ticket", "derive": False})
+    assert main(["--space", str(space), "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "sampler" in err and "derive: true" in err
