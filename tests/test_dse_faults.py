@@ -557,8 +557,16 @@ def test_changed_space_is_refused_unless_allowed(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "train.epochs: 3 -> 1" in err
     assert "--study" in err and "--out" in err and "--allow-changed-space" in err
-    # budget, worker count and study name are not part of the space
+    # budget, worker count, study name and sampler are not part of the space
     create_study(load_space(space, ["train.epochs=3", "n_trials=99"]), spec, "digits-default", 0)
+    other = ["train.epochs=3", "sampler.name=qmc", "sampler.seed=7"]
+    create_study(load_space(space, other), spec, "digits-default", 0)
+    # a study stored with its sampler (an older version) resumes too
+    study = create_study(load_space(space, ["train.epochs=3"]), spec, "digits-default", 0)
+    study.set_user_attr(
+        "resolved_space", {**study.user_attrs["resolved_space"], "sampler": {"name": "tpe"}}
+    )
+    create_study(load_space(space, ["train.epochs=3"]), spec, "digits-default", 0)
     study = create_study(
         load_space(space, ["train.epochs=2"]), spec, "digits-default", 0, allow_changed_space=True
     )
