@@ -162,8 +162,10 @@ def owned_pids(token: str, spare: set[int]) -> list[int]:
     return found
 
 
-def sweep(token: str, spare: set[int], seconds: float = 10.0) -> int:
-    """Kill the processes of ``token`` until none is left for a second (or ``seconds``)."""
+def sweep(token: str, spare: set[int], seconds: float = 20.0) -> int:
+    """Kill the processes of ``token`` until none is left for a second, or for three seconds
+    once something had to be killed (a dying raylet may still be starting an agent), or
+    ``seconds``."""
     killed = 0
     quiet_since = time.monotonic()
     end = time.monotonic() + seconds
@@ -177,7 +179,7 @@ def sweep(token: str, spare: set[int], seconds: float = 10.0) -> int:
                 pass
         if pids:
             quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since > 1.0:
+        elif time.monotonic() - quiet_since > (3.0 if killed else 1.0):
             break
         time.sleep(0.1)
     return killed
