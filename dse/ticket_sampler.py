@@ -117,10 +117,7 @@ class TicketSampler(optuna.samplers.BaseSampler):
     def serving(self) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]:
         """Every ticket: key -> (its trained assignments, the hardware assignments it serves)."""
         if self._serving is None:
-            tickets = self.ts.tickets()
-            self._serving = {k: (a, []) for k, a in tickets.items()}
-            for key, (a, served) in self._serving.items():
-                served.extend(h for h, _ in self.ts.served(a, key))
+            self._serving = self.ts.serving()
         return self._serving
 
     def root_of(self, assignments: dict[str, Any]) -> str | None:

@@ -177,23 +177,27 @@ class TicketSpace:
                 out.append((a, p))
         return out
 
-    def tickets(self) -> dict[str, dict[str, Any]]:
-        """Every distinct ticket of a finite space: key -> the assignments that train it
-        (rounds = ``R_max``), in grid order."""
-        out: dict[str, dict[str, Any]] = {}
-        axes = self._axes(self.ticket_params, {})
-        for t_combo in itertools.product(*axes):
+    def serving(self) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """Every distinct ticket of a finite space: key -> (the assignments that train it,
+        rounds = ``R_max``, the first in grid order; the hardware assignments it serves),
+        in one pass over the grid."""
+        out: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+        for t_combo in itertools.product(*self._axes(self.ticket_params, {})):
             fixed = dict(zip(self.ticket_params, t_combo, strict=True))
             for h_combo in itertools.product(*self._axes(self.hardware, {})):
-                a = self.trained({**fixed, **dict(zip(self.hardware, h_combo, strict=True))})
+                hardware = dict(zip(self.hardware, h_combo, strict=True))
+                a = self.trained({**fixed, **hardware})
                 try:
                     p = self.point(a)
                 except ConfigError:
-                    continue
-                out.setdefault(self.key(p), a)
-                if p.pruning.balance == "none":
-                    break  # a plain LTH ticket is the same for every hardware configuration
+                    continue  # not a valid design point: it would fail as a trial too
+                out.setdefault(self.key(p), (a, []))[1].append(hardware)
         return out
+
+    def tickets(self) -> dict[str, dict[str, Any]]:
+        """Every distinct ticket of a finite space: key -> the assignments that train it
+        (rounds = ``R_max``), in grid order."""
+        return {key: a for key, (a, _) in self.serving().items()}
 
     def n_points(self) -> int:
         """Design points of a finite space (its grid size)."""
