@@ -14,8 +14,12 @@ machine, authenticated, and never outliving its driver.
 - **Reaper.** A small watchdog process, in its own session, holds the read end of a pipe whose
   write end only the driver has. However the driver ends (exit, exception, SIGTERM, SIGKILL) the
   kernel closes that end; the watchdog then kills every process started with this session's
-  ``DSE_RAY_OWNER`` token in its environment (Ray's GCS, raylet, workers, agents inherit it) and
-  removes a temporary session directory.
+  ``DSE_RAY_OWNER`` token in its environment (Ray's GCS, raylet, workers and agents inherit
+  it), every descendant of those, and every process it saw carrying the token while the driver
+  lived (it looks every ``WATCH_SECONDS``): the environment ``/proc`` shows for the raylet's
+  dashboard and runtime-env agents can lose the token later, and such agents were seen to
+  outlive a killed driver by minutes on a loaded machine. Then it removes a temporary session
+  directory.
 
 The watchdog is this file run as a script (standard library only, starts in milliseconds);
 :func:`reaper` starts it.
@@ -26,6 +30,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -145,8 +150,35 @@ def reaper(temp_dir: Path | None) -> Iterator[str]:
             pass
 
 
+WATCH_SECONDS = 2.0
+"""How often the watchdog notes the processes of its Ray while the driver lives."""
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time in clock ticks) of a process from ``/proc/<pid>/stat``; None
+    when it is gone. The start time tells a process from a later one that reused its pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # pid (comm) state ppid ... starttime: comm may hold spaces and parentheses
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return int(fields[1]), int(fields[19])
+
+
+def _parents() -> dict[int, int]:
+    """Parent pid of every process."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (st := _stat(int(entry))) is not None:
+            out[int(entry)] = st[0]
+    return out
+
+
 def owned_pids(token: str, spare: set[int]) -> list[int]:
-    """Processes whose initial environment carries ``OWNER_ENV=token``."""
+    """Processes whose initial environment carries ``OWNER_ENV=token``, and their
+    descendants."""
     mark = f"{OWNER_ENV}={token}".encode()
     found = []
     for entry in os.listdir("/proc"):
@@ -159,18 +191,34 @@ def owned_pids(token: str, spare: set[int]) -> list[int]:
             continue
         if mark in environ.split(b"\0"):
             found.append(int(entry))
-    return found
+    if not found:
+        return found
+    children: dict[int, list[int]] = {}
+    for pid, parent in _parents().items():
+        children.setdefault(parent, []).append(pid)
+    seen, todo = set(found), list(found)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in seen and child not in spare:
+                seen.add(child)
+                todo.append(child)
+    return sorted(seen)
 
 
-def sweep(token: str, spare: set[int], seconds: float = 20.0) -> int:
-    """Kill the processes of ``token`` until none is left for a second, or for three seconds
-    once something had to be killed (a dying raylet may still be starting an agent), or
-    ``seconds``."""
+def sweep(
+    token: str, spare: set[int], seconds: float = 20.0, known: dict[int, int] | None = None
+) -> int:
+    """Kill the processes of ``token`` (and ``known``: pid -> start time, those seen owned
+    earlier and still the same process) until none is left for a second, or for three
+    seconds once something had to be killed (a dying raylet may still be starting an
+    agent), or ``seconds``."""
     killed = 0
     quiet_since = time.monotonic()
     end = time.monotonic() + seconds
+    known = known or {}
     while time.monotonic() < end:
-        pids = owned_pids(token, spare)
+        seen = [p for p, t in known.items() if (st := _stat(p)) is not None and st[1] == t]
+        pids = sorted(set(owned_pids(token, spare)) | set(seen))
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -190,9 +238,19 @@ def _watch(argv: list[str]) -> int:
     token, driver = argv[0], int(argv[1])
     temp_dir = Path(argv[2]) if len(argv) > 2 else None
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the driver, not the reaper
-    while sys.stdin.buffer.read(65536):
-        pass
-    sweep(token, {os.getpid(), driver})
+    spare = {os.getpid(), driver}
+    known: dict[int, int] = {}
+    fd = sys.stdin.fileno()
+    while True:
+        ready, _, _ = select.select([fd], [], [], WATCH_SECONDS)
+        if ready:
+            if not os.read(fd, 65536):
+                break
+            continue
+        for pid in owned_pids(token, spare):  # remembered: an agent's environment can be
+            if (st := _stat(pid)) is not None:  # rewritten by its process title later
+                known[pid] = st[1]
+    sweep(token, spare, known=known)
     if temp_dir is not None and temp_dir.name.startswith("dse-ray-"):
         shutil.rmtree(temp_dir, ignore_errors=True)
     return 0

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -128,10 +129,11 @@ class TicketSampler(optuna.samplers.BaseSampler):
             return None
         return self.ts.key(self.ts.point({**assignments, BALANCE: "none"}))
 
-    def claim(self, key: str, number: int, live: set[int]) -> bool:
+    def claim(self, key: str, number: int, live: Callable[[], set[int]]) -> bool:
         """Claim ticket ``key`` for trial ``number`` (a file created exclusively, so two
-        workers asking at once never pick the same ticket). A claim whose trial is no longer
-        running or waiting (it failed, or its driver died) is taken over."""
+        workers asking at once never pick the same ticket). A claim whose trial is not in
+        ``live()`` (read only then, so it is current: a trial is RUNNING before it claims)
+        has failed or lost its driver, and is taken over."""
         path = points_dir(self.run_dir) / ".claims" / key
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -141,7 +143,7 @@ class TicketSampler(optuna.samplers.BaseSampler):
                 owner = int(path.read_text() or -1)
             except (OSError, ValueError):
                 owner = -1
-            if owner in live:
+            if owner in live():
                 return False
             path.write_text(str(number))
             return True
@@ -152,15 +154,20 @@ class TicketSampler(optuna.samplers.BaseSampler):
     def next_ticket(self, study: optuna.Study, number: int) -> str | None:
         """Claim and return the ticket to train next (None when every ticket is trained or
         claimed by a live trial)."""
-        live = {
-            t.number
-            for t in study.get_trials(
-                deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)
-            )
-            if t.number != number and t.user_attrs.get("source") != SOURCE_DERIVED
-        }
+
+        def live() -> set[int]:
+            states = (TrialState.RUNNING, TrialState.WAITING)
+            return {
+                t.number
+                for t in study.get_trials(deepcopy=False, states=states)
+                if t.number != number and t.user_attrs.get("source") != SOURCE_DERIVED
+            }
+
         for key in self.ranked(study):
-            if self.claim(key, number, live):
+            # a claim taken over from a finished trial: its ticket may have been done since
+            # ``ranked`` listed it (ticket files are written before their trial completes)
+            done = (points_dir(self.run_dir) / f"{key}.json").exists
+            if self.claim(key, number, live) and not done():
                 return key
         return None
 

@@ -447,9 +447,9 @@ def test_ticket_sampler_gain_and_claims(tmp_path: Path) -> None:
     assert TicketSampler.gain(current, np.zeros((0, 2))) == 0.0
     ts = TicketSpace(load_space(tiny_space(tmp_path, sampler={"name": "ticket"}), FAST))
     sampler = TicketSampler(ts, tmp_path / "run", TicketCache(tmp_path / "cache"), seed=0)
-    assert sampler.claim("t1", number=3, live={3})
-    assert not sampler.claim("t1", number=4, live={3})  # trial 3 still runs
-    assert sampler.claim("t1", number=4, live=set())  # trial 3 is gone: taken over
+    assert sampler.claim("t1", number=3, live=lambda: {3})
+    assert not sampler.claim("t1", number=4, live=lambda: {3})  # trial 3 still runs
+    assert sampler.claim("t1", number=4, live=set)  # trial 3 is gone: taken over
     assert (tmp_path / "run" / "points" / ".claims" / "t1").read_text() == "4"
 
 
