@@ -559,7 +559,7 @@ def test_changed_space_is_refused_unless_allowed(
     assert "--study" in err and "--out" in err and "--allow-changed-space" in err
     # budget, worker count, study name and sampler are not part of the space
     create_study(load_space(space, ["train.epochs=3", "n_trials=99"]), spec, "digits-default", 0)
-    other = ["train.epochs=3", "sampler.name=qmc", "sampler.seed=7"]
+    other = ["train.epochs=3", "sampler.name=nsga2", "sampler.seed=7"]
     create_study(load_space(space, other), spec, "digits-default", 0)
     # a study stored with its sampler (an older version) resumes too
     study = create_study(load_space(space, ["train.epochs=3"]), spec, "digits-default", 0)
