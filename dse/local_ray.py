@@ -209,28 +209,35 @@ def sweep(
     token: str, spare: set[int], seconds: float = 20.0, known: dict[int, int] | None = None
 ) -> int:
     """Kill the processes of ``token`` (and ``known``: pid -> start time, those seen owned
-    earlier and still the same process) until none is left for a second, or for three
-    seconds once something had to be killed (a dying raylet may still be starting an
-    agent), or ``seconds``."""
-    killed = 0
+    earlier and still the same process) until no new one has turned up for a second, or for
+    three seconds once something had to be killed (a dying raylet may still be starting an
+    agent), or ``seconds``. Each process is signalled once: a killed process can take a while
+    to disappear (a zombie until it is reaped), and signalling it again is wasted work on a
+    machine where the next search may be starting."""
+    signalled: set[tuple[int, int]] = set()
     quiet_since = time.monotonic()
     end = time.monotonic() + seconds
     known = known or {}
     while time.monotonic() < end:
-        seen = [p for p, t in known.items() if (st := _stat(p)) is not None and st[1] == t]
-        pids = sorted(set(owned_pids(token, spare)) | set(seen))
-        for pid in pids:
+        new = False
+        for pid in sorted(set(owned_pids(token, spare)) | set(known)):
+            st = _stat(pid)
+            if st is None or (pid in known and st[1] != known[pid]):
+                continue  # gone, or another process with a reused pid
+            if (pid, st[1]) in signalled:
+                continue
             try:
                 os.kill(pid, signal.SIGKILL)
-                killed += 1
             except ProcessLookupError:
-                pass
-        if pids:
+                continue
+            signalled.add((pid, st[1]))
+            new = True
+        if new:
             quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since > (3.0 if killed else 1.0):
+        elif time.monotonic() - quiet_since > (3.0 if signalled else 1.0):
             break
         time.sleep(0.1)
-    return killed
+    return len(signalled)
 
 
 def _watch(argv: list[str]) -> int:

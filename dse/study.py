@@ -90,12 +90,14 @@ def check_address(address: str) -> None:
 
 def _ray_temp_dir(run_dir: Path) -> Path:
     """Ray's session directory: inside the run directory unless the path would be too long
-    for Ray's unix sockets (about 107 bytes), then a short one in the system temp dir."""
+    for Ray's unix sockets (about 107 bytes), then a short one in the system temp dir, named
+    after the run and this driver's pid. Per driver, because the reaper of a killed driver
+    removes it: a re-run started at once must not share it."""
     inside = (run_dir / "ray").resolve()
     if len(str(inside)) <= 40:
         return inside
     digest = hashlib.sha1(str(inside).encode()).hexdigest()[:8]
-    return Path(tempfile.gettempdir()) / f"dse-ray-{digest}"
+    return Path(tempfile.gettempdir()) / f"dse-ray-{digest}-{os.getpid()}"
 
 
 @contextmanager
