@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from dse.space import LoadedSpace
 from dse.study import SearchOptions
 from dse.tables import pareto_trials
 from dse.tickets import budget_states
-from dse.worker import remote_worker
+from dse.worker import worker_starter
 
 TIMINGS_FILE = "timings.jsonl"
 """Per-trial wall-clock anatomy written into the run directory (see :func:`drive`)."""
@@ -149,25 +148,17 @@ def drive(
     """
     import ray
 
-    remote = remote_worker(opts.cpus_per_trial, opts.gpus_per_trial)
-    threads = max(1, int(opts.cpus_per_trial))
-    seed = loaded.space.sampler.seed_of(loaded.space.seed)
-
-    def start(index: int) -> tuple[Any, str]:
-        wid = f"w{index}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
-        actor = remote.remote(
-            spec,
-            study.study_name,
-            str(loaded.path),
-            overrides,
-            str(cache_dir) if cache_dir else None,
-            threads,
-            seed + 1 + index,
-            wid,
-            str(timings_path.parent),  # the run directory: ticket point files (dse.tickets)
-        )
-        return actor, wid
-
+    start = worker_starter(
+        opts.cpus_per_trial,
+        opts.gpus_per_trial,
+        spec,
+        study.study_name,
+        loaded,
+        overrides,
+        cache_dir,
+        timings_path.parent,  # the run directory
+        "w",
+    )
     pool = [start(i) for i in range(workers)]
     idle = list(range(workers))
     inflight: dict[Any, int] = {}

@@ -12,9 +12,7 @@ points, the derived trials added per ticket make ``study.best_trials`` the exact
 
 from __future__ import annotations
 
-import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -69,25 +67,20 @@ def drive_exhaustive(
     tickets still unscored after three attempts)."""
     import ray
 
-    from dse.worker import remote_worker
+    from dse.worker import worker_starter
 
-    remote = remote_worker(opts.cpus_per_trial, opts.gpus_per_trial)
-    threads = max(1, int(opts.cpus_per_trial))
+    start = worker_starter(
+        opts.cpus_per_trial,
+        opts.gpus_per_trial,
+        spec,
+        study.study_name,
+        loaded,
+        overrides,
+        cache_dir,
+        run_dir,
+        "x",
+    )
     progress = bool(opts.progress)
-
-    def worker_factory(index: int) -> Any:
-        wid = f"x{index}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
-        return remote.remote(
-            spec,
-            study.study_name,
-            str(loaded.path),
-            overrides,
-            str(cache_dir) if cache_dir else None,
-            threads,
-            loaded.space.sampler.seed_of(loaded.space.seed) + 1 + index,
-            wid,
-            str(run_dir),
-        )
 
     todo = [a for key, a in tickets.items() if read_ticket(run_dir, key) is None]
     done_before = len(tickets) - len(todo)
@@ -104,7 +97,7 @@ def drive_exhaustive(
             dynamic_ncols=True,
         )
     n_workers = max(1, min(workers, len(todo)))
-    pool = [worker_factory(i) for i in range(n_workers)] if todo else []
+    pool = [start(i)[0] for i in range(n_workers)] if todo else []
     idle = list(range(len(pool)))
     inflight: dict[Any, tuple[int, dict[str, Any]]] = {}
     queue = list(reversed(todo))
@@ -127,7 +120,7 @@ def drive_exhaustive(
                         if queue or inflight:
                             bar.refresh()
                 except ray.exceptions.RayActorError:
-                    pool[i] = worker_factory(i)
+                    pool[i] = start(i)[0]
                     _retry(queue, attempts, a)
                 except ray.exceptions.RayError as exc:  # the task raised (RayTaskError...)
                     cause = getattr(exc, "cause", None)
@@ -135,7 +128,7 @@ def drive_exhaustive(
                         raise StorageOutage(str(cause)) from None
                     print(f"ticket failed: {cause or exc!r}", file=sys.stderr)
                     ray.kill(pool[i])
-                    pool[i] = worker_factory(i)
+                    pool[i] = start(i)[0]
                     _retry(queue, attempts, a)
                 idle.append(i)
     finally:

@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -345,3 +346,40 @@ def remote_worker(cpus: float, gpus: float) -> Any:
         max_restarts=0,
         **({"runtime_env": {"env_vars": settings}} if settings else {}),
     )
+
+
+def worker_starter(
+    cpus: float,
+    gpus: float,
+    spec: str,
+    study_name: str,
+    loaded: LoadedSpace,
+    overrides: list[str],
+    cache_dir: Path | None,
+    run_dir: Path,
+    prefix: str,
+) -> Callable[[int], tuple[Any, str]]:
+    """How a driver starts (and replaces) its worker ``index``: a :class:`Worker` actor with
+    one trial's resources, seeded from the sampler's seed plus ``1 + index``, with the run
+    directory (ticket point files, :mod:`dse.tickets`); returns ``(actor, worker id)``, the id
+    being ``<prefix><index>-<driver pid>-<clock>``."""
+    remote = remote_worker(cpus, gpus)
+    threads = max(1, int(cpus))
+    seed = loaded.space.sampler.seed_of(loaded.space.seed)
+
+    def start(index: int) -> tuple[Any, str]:
+        wid = f"{prefix}{index}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+        actor = remote.remote(
+            spec,
+            study_name,
+            str(loaded.path),
+            overrides,
+            str(cache_dir) if cache_dir else None,
+            threads,
+            seed + 1 + index,
+            wid,
+            str(run_dir),
+        )
+        return actor, wid
+
+    return start
